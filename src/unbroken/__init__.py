@@ -1,0 +1,1 @@
+"""unbroken: a WebRTC peer connection whose connections survive network changes."""
