@@ -1,0 +1,55 @@
+"""The sans-IO ICE agent: candidates, check lists, nomination, consent, generations and restarts."""
+
+from .agent import (
+    Deadline,
+    IceAgent,
+    IceError,
+    InvalidCredentialsError,
+    UnknownGenerationError,
+    validate_credentials,
+)
+from .candidate import Candidate, CandidateError, candidate_priority, foundation_for, pair_priority
+from .checklist import CandidatePair, Generation, PairState
+from .config import IceConfig
+from .events import (
+    CandidateErrorEvent,
+    Event,
+    GatheringComplete,
+    GatheringStateChanged,
+    GenerationReleased,
+    LocalCandidateGathered,
+    RoleChanged,
+    SelectedPairChanged,
+    StateChanged,
+)
+from .states import ALLOWED, IceGatheringState, IceTransportState
+
+__all__ = [
+    "ALLOWED",
+    "Candidate",
+    "CandidateError",
+    "CandidateErrorEvent",
+    "CandidatePair",
+    "Deadline",
+    "Event",
+    "GatheringComplete",
+    "GatheringStateChanged",
+    "Generation",
+    "GenerationReleased",
+    "IceAgent",
+    "IceConfig",
+    "IceError",
+    "IceGatheringState",
+    "IceTransportState",
+    "InvalidCredentialsError",
+    "LocalCandidateGathered",
+    "PairState",
+    "RoleChanged",
+    "SelectedPairChanged",
+    "StateChanged",
+    "UnknownGenerationError",
+    "candidate_priority",
+    "foundation_for",
+    "pair_priority",
+    "validate_credentials",
+]

@@ -1,0 +1,1100 @@
+"""The ICE agent (RFC 8445, trickle RFC 8838, consent RFC 7675), sans-IO, with restarts.
+
+Theory of operation
+-------------------
+The agent owns no socket and reads no clock. Its driver (the asyncio runtime, or the
+simulated network in tests) gives it:
+
+- local *bases*: the UDP sockets it may use (`add_base`, `remove_base`);
+- commands: `gather`, `restart`, `set_remote_credentials`, `add_remote_candidate`,
+  `end_of_remote_candidates`, `send`, `close`;
+- input: `receive(data, local, remote, now)` for every datagram on a base, and
+  `handle_timer(now)` when the deadline from `get_timer()` is reached.
+
+and pulls from it: `datagrams_to_send()` (Transmit: bytes, base, destination),
+`next_event()` (events.py) and `get_timer()` (a Deadline with a reason).
+
+A *generation* (checklist.py) is one pair of local and remote credentials. `restart`
+opens a new one with fresh credentials and fresh gathering on the same bases. Older
+generations keep carrying data and consent until the newest selects a pair (make before
+break, RFC 8445 §9, RFC 8839 §4.4.3.1.1); then the switch is reported and the older
+ones drain for `release_delay` (accepting what is in flight, sending nothing) and go.
+
+The state (states.py) is derived from facts after every input and reported on change.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from .. import stun
+from ..addresses import Address, Transmit
+from .candidate import (
+    Candidate,
+    candidate_priority,
+    foundation_for,
+    local_preference,
+)
+from .checklist import PENDING_STATES, CandidatePair, Generation, PairState, PendingCheck
+from .config import IceConfig
+from .events import (
+    CandidateErrorEvent,
+    Event,
+    GatheringComplete,
+    GatheringStateChanged,
+    GenerationReleased,
+    LocalCandidateGathered,
+    RoleChanged,
+    SelectedPairChanged,
+    StateChanged,
+)
+from .states import IceGatheringState, IceTransportState, StateFacts, derive_state
+
+logger = logging.getLogger(__name__)
+
+ICE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+UFRAG_LENGTH = 8  # RFC 8839 §5.4: at least 4 characters (24 bits of randomness)
+PWD_LENGTH = 24  # RFC 8839 §5.4: at least 22 characters (128 bits)
+
+
+class IceError(ValueError):
+    """A command the agent cannot carry out (bad argument or wrong moment)."""
+
+
+class InvalidCredentialsError(IceError):
+    """Remote ufrag or pwd outside RFC 8839 §5.4 (length or ice-char)."""
+
+
+class UnknownGenerationError(IceError):
+    """A candidate or end-of-candidates names a ufrag no generation has."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the agent wants handle_timer called, and why (for logs)."""
+
+    at: float
+    reason: str
+
+
+@dataclass(eq=False)
+class _Transaction:
+    """An outstanding STUN request: a check, a consent check, or a server-reflexive query."""
+
+    tid: bytes
+    kind: str  # "check" | "consent" | "srflx"
+    data: bytes
+    local: Address
+    remote: Address
+    generation: Generation
+    pair: CandidatePair | None
+    nominate: bool
+    sent_at: float
+    next_at: float
+    rto: float
+    attempts: int
+    max_attempts: int
+    cancelled: bool = False  # RFC 8445 §7.2.5.4: no retransmits, a late response still counts
+
+
+def validate_credentials(ufrag: str, pwd: str) -> None:
+    """Raise InvalidCredentialsError unless ufrag/pwd follow RFC 8839 §5.4."""
+    for name, value, low in (("ufrag", ufrag, 4), ("pwd", pwd, 22)):
+        if not isinstance(value, str):
+            raise InvalidCredentialsError(f"ice-{name} must be a string")
+        if not low <= len(value) <= 256:
+            raise InvalidCredentialsError(f"ice-{name} must be {low} to 256 characters, got {len(value)}")
+        if any(c not in ICE_CHARS for c in value):
+            raise InvalidCredentialsError(f"ice-{name} has characters outside ALPHA / DIGIT / + / /")
+
+
+def _family(host: str) -> int:
+    return 6 if ":" in host else 4
+
+
+class IceAgent:
+    """A full ICE agent for one component (BUNDLE, rtcp-mux), driven sans-IO."""
+
+    def __init__(
+        self,
+        *,
+        controlling: bool,
+        rng: random.Random,
+        config: IceConfig | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
+        self.config = config or IceConfig()
+        self.config.validate()
+        self._rng = rng
+        self._controlling = controlling
+        self.tie_breaker = rng.getrandbits(64)
+        self._bases: list[Address] = []
+        self._generations: list[Generation] = []
+        self._transactions: dict[bytes, _Transaction] = {}
+        self._transmits: list[Transmit] = []
+        self._events: deque[Event] = deque()
+        self._selected: CandidatePair | None = None
+        self._receiving = False
+        self._state = IceTransportState.NEW
+        self._gathering_state = IceGatheringState.NEW
+        self._closed = False
+        self._ever_connected = False
+        self._pair_counter = 0
+        self.counters: Counter[str] = Counter()
+        self._new_generation(credentials)
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def controlling(self) -> bool:
+        """Our current role (a role conflict may change it, RFC 8445 §7.3.1.1)."""
+        return self._controlling
+
+    @property
+    def state(self) -> IceTransportState:
+        """The W3C RTCIceTransportState."""
+        return self._state
+
+    @property
+    def gathering_state(self) -> IceGatheringState:
+        """The W3C gathering state of the newest generation."""
+        return self._gathering_state
+
+    @property
+    def local_credentials(self) -> tuple[str, str]:
+        """The newest generation's (ufrag, pwd)."""
+        gen = self._generations[-1]
+        return gen.ufrag, gen.pwd
+
+    @property
+    def remote_credentials(self) -> tuple[str, str] | None:
+        """The newest generation's remote (ufrag, pwd), once known."""
+        gen = self._generations[-1]
+        if gen.remote_ufrag is None or gen.remote_pwd is None:
+            return None
+        return gen.remote_ufrag, gen.remote_pwd
+
+    @property
+    def generation(self) -> int:
+        """The index of the newest generation (0 before any restart)."""
+        return self._generations[-1].index
+
+    @property
+    def selected_pair(self) -> CandidatePair | None:
+        """The pair data is sent on, if any."""
+        return self._selected
+
+    @property
+    def bases(self) -> tuple[Address, ...]:
+        """The local transport addresses the driver gave us."""
+        return tuple(self._bases)
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+        return self._closed
+
+    def generations(self) -> tuple[Generation, ...]:
+        """Live generations, oldest first (for stats and tests)."""
+        return tuple(self._generations)
+
+    def local_candidates(self) -> list[Candidate]:
+        """The newest generation's local candidates so far."""
+        return list(self._generations[-1].local_candidates)
+
+    def pairs(self) -> list[CandidatePair]:
+        """Every pair of every live generation."""
+        return [p for g in self._generations for p in g.pairs]
+
+    def generate_credentials(self) -> tuple[str, str]:
+        """Fresh (ufrag, pwd) from the agent's random source, without using them yet."""
+        pick = self._rng.choice
+        ufrag = "".join(pick(ICE_CHARS) for _ in range(UFRAG_LENGTH))
+        pwd = "".join(pick(ICE_CHARS) for _ in range(PWD_LENGTH))
+        return ufrag, pwd
+
+    # ----------------------------------------------------------------- commands
+
+    def add_base(self, address: Address, now: float) -> None:
+        """A local socket the agent may use; gathers on it if gathering is under way."""
+        if self._closed or address in self._bases:
+            return
+        self._bases.append(address)
+        gen = self._generations[-1]
+        if gen.gathering_started and not gen.gathering_complete:
+            self._gather_base(gen, address, len(self._bases) - 1, now)
+            self._check_gathering_complete(gen)
+        self._update_state(now)
+
+    def remove_base(self, address: Address, now: float) -> None:
+        """A local socket is gone (address removed): its pairs fail at once."""
+        if address not in self._bases:
+            return
+        self._bases.remove(address)
+        for gen in self._generations:
+            for pair in gen.pairs:
+                if pair.base == address:
+                    pair.state = PairState.FAILED
+            self._note_exhausted(gen, now)
+        for tid, tx in list(self._transactions.items()):
+            if tx.local == address:
+                del self._transactions[tid]
+        if self._selected is not None and self._selected.base == address:
+            self._lose_selected(now, "local address removed")
+        self._update_state(now)
+
+    def gather(self, now: float) -> None:
+        """Start gathering for the newest generation (JSEP: at setLocalDescription)."""
+        gen = self._generations[-1]
+        if self._closed or gen.gathering_started:
+            return
+        gen.gathering_started = True
+        for index, base in enumerate(self._bases):
+            self._gather_base(gen, base, index, now)
+        self._check_gathering_complete(gen)
+        self._update_gathering_state()
+        self._update_state(now)
+
+    def restart(self, now: float, credentials: tuple[str, str] | None = None) -> tuple[str, str]:
+        """Begin a new generation: new credentials, fresh gathering and check list (RFC 8445 §9).
+
+        The selected pair of an older generation keeps carrying data until the new one
+        selects a pair. Returns the new local (ufrag, pwd).
+        """
+        if self._closed:
+            raise IceError("the agent is closed")
+        gen = self._new_generation(credentials)
+        self.gather(now)
+        self._trim_generations(now)
+        self._update_state(now)
+        return gen.ufrag, gen.pwd
+
+    def set_remote_credentials(
+        self,
+        ufrag: str,
+        pwd: str,
+        now: float,
+        *,
+        local_ufrag: str | None = None,
+        lite: bool = False,
+    ) -> None:
+        """The peer's credentials for the generation whose local ufrag is `local_ufrag`.
+
+        Without `local_ufrag`, the newest generation. Setting different credentials on a
+        generation that has some is an error: the peer restarted, so must we (RFC 8445 §9).
+        """
+        validate_credentials(ufrag, pwd)
+        if self._closed:
+            raise IceError("the agent is closed")
+        gen = self._generation_by_local(local_ufrag) if local_ufrag else self._generations[-1]
+        if gen is None:
+            raise UnknownGenerationError(f"no generation has local ufrag {local_ufrag!r}")
+        if gen.has_remote:
+            if (gen.remote_ufrag, gen.remote_pwd) == (ufrag, pwd):
+                return
+            raise IceError("the remote credentials changed without a local restart")
+        if any(g.remote_ufrag == ufrag for g in self._generations):
+            raise IceError("these remote credentials belong to an older generation")
+        gen.remote_ufrag, gen.remote_pwd, gen.remote_lite = ufrag, pwd, lite
+        if lite and not self._controlling:
+            # RFC 8445 §6.1.1: a full agent facing a lite one is controlling.
+            self._set_role(True)
+        gen.next_check_at = now
+        self._note_exhausted(gen, now)
+        for pending in gen.pending_checks:
+            if pending.remote_ufrag == ufrag:
+                self._learn_from_request(gen, pending, now)
+        gen.pending_checks.clear()
+        self._update_state(now)
+
+    def add_remote_candidate(self, candidate: Candidate, now: float) -> bool:
+        """Add a trickled remote candidate to the generation its ufrag names.
+
+        No ufrag means the newest generation with remote credentials (RFC 8838 §13). An
+        unknown ufrag raises UnknownGenerationError. Returns False when the candidate was
+        dropped (older generation, unusable, duplicate or over the limit).
+        """
+        if self._closed:
+            raise IceError("the agent is closed")
+        gen = self._generation_for_remote(candidate.ufrag)
+        if gen is not self._generations[-1] and gen.draining:
+            self.counters["remote_candidate_old_generation"] += 1
+            return False
+        if candidate.transport != "udp" or candidate.component != 1:
+            self.counters["remote_candidate_unusable"] += 1
+            return False
+        if any(c.address == candidate.address for c in gen.remote_candidates):
+            self.counters["remote_candidate_duplicate"] += 1
+            return False
+        if len(gen.remote_candidates) >= self.config.max_remote_candidates:
+            self.counters["remote_candidate_over_limit"] += 1
+            return False
+        gen.remote_candidates.append(candidate)
+        gen.exhausted_at = None
+        for local in gen.local_candidates:
+            if local.type == "host":
+                self._add_pair(gen, local, candidate, now)
+        self._update_state(now)
+        return True
+
+    def end_of_remote_candidates(self, now: float, ufrag: str | None = None) -> None:
+        """The peer has given every candidate of that generation (RFC 8838 §13)."""
+        if self._closed:
+            return
+        gen = self._generation_for_remote(ufrag)
+        gen.remote_end_of_candidates = True
+        self._note_exhausted(gen, now)
+        self._check_failed(gen, now)
+        self._update_state(now)
+
+    def send(self, data: bytes, now: float) -> Transmit | None:
+        """Application data on the selected pair, or None (dropped) when there is none."""
+        pair = self._selected
+        if pair is None or pair.consent_revoked or self._closed:
+            self.counters["send_no_pair"] += 1
+            return None
+        pair.bytes_sent += len(data)
+        pair.packets_sent += 1
+        return Transmit(data, pair.base, pair.remote.address)
+
+    def close(self, now: float) -> None:
+        """Stop everything; the state becomes closed. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._transactions.clear()
+        self._transmits.clear()
+        self._selected = None
+        self._update_state(now)
+
+    # ----------------------------------------------------------------- I/O
+
+    def receive(self, data: bytes, local: Address, remote: Address, now: float) -> bytes | None:
+        """One datagram that arrived on base `local` from `remote`.
+
+        STUN is consumed; other data from a known pair is returned for the layer above
+        (DTLS, RTP), anything else is dropped and counted.
+        """
+        if self._closed:
+            return None
+        if data and data[0] < 4:  # RFC 7983 §7: 0..3 is STUN
+            self._receive_stun(data, local, remote, now)
+            return None
+        pair = self._selected
+        if pair is None or pair.base != local or pair.remote.address != remote:
+            pair = self._find_pair(local, remote)
+            if pair is None or pair.state is not PairState.SUCCEEDED:
+                self.counters["data_from_stranger"] += 1
+                return None
+        pair.bytes_received += len(data)
+        pair.packets_received += 1
+        pair.last_received = now
+        if pair is self._selected and not self._receiving:
+            self._update_state(now)
+        return data
+
+    def datagrams_to_send(self) -> list[Transmit]:
+        """STUN datagrams queued by the last inputs (drained)."""
+        out, self._transmits = self._transmits, []
+        return out
+
+    def next_event(self) -> Event | None:
+        """The oldest unread event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> Deadline | None:
+        """The next time handle_timer must run, with its reason; None when idle."""
+        if self._closed:
+            return None
+        best: Deadline | None = None
+
+        def consider(at: float | None, reason: str) -> None:
+            nonlocal best
+            if at is not None and (best is None or at < best.at):
+                best = Deadline(at, reason)
+
+        for tx in self._transactions.values():
+            consider(tx.next_at, f"{tx.kind} retransmit")
+        for gen in self._generations:
+            if gen.draining:
+                consider(gen.draining_until, f"release generation {gen.index}")
+                continue
+            if gen.has_remote and gen.gathering_started and gen.has_waiting_work():
+                consider(gen.next_check_at, f"pacing generation {gen.index}")
+            if self._wants_nomination(gen):
+                consider(gen.first_valid_at + self.config.nomination_delay, "nomination")
+            if gen.exhausted_at is not None and not gen.failed and gen.selected is None and gen.gathering_complete:
+                consider(gen.exhausted_at + self.config.failed_timeout, "failed timeout")
+        pair = self._selected
+        if pair is not None:
+            consider(pair.next_keepalive, "consent check")
+            if pair.last_consent is not None:
+                consider(pair.last_consent + self.config.consent_timeout, "consent expiry")
+            if self._receiving and pair.last_received is not None:
+                consider(pair.last_received + self.config.disconnected_timeout, "disconnected")
+        return best
+
+    def handle_timer(self, now: float) -> None:
+        """Do whatever is due at `now`: retransmits, paced checks, consent, state timeouts."""
+        if self._closed:
+            return
+        for tx in [t for t in self._transactions.values() if t.next_at <= now]:
+            self._transaction_timer(tx, now)
+        for gen in list(self._generations):
+            if gen.draining:
+                if gen.draining_until is not None and now >= gen.draining_until:
+                    self._release(gen)
+                continue
+            if gen.has_remote and gen.gathering_started and now >= gen.next_check_at:
+                if self._send_next_check(gen, now):
+                    gen.next_check_at = now + self.config.ta
+            self._maybe_nominate(gen, now)
+            self._check_failed(gen, now)
+        pair = self._selected
+        if pair is not None:
+            if pair.last_consent is not None and now >= pair.last_consent + self.config.consent_timeout:
+                self._revoke_consent(pair, now, "no consent response for 30 s")
+            elif pair.next_keepalive is not None and now >= pair.next_keepalive:
+                self._send_consent(pair, now)
+        self._update_state(now)
+
+    # ----------------------------------------------------------------- generations
+
+    def _new_generation(self, credentials: tuple[str, str] | None) -> Generation:
+        if credentials is None:
+            credentials = self.generate_credentials()
+        else:
+            validate_credentials(*credentials)
+        ufrag, pwd = credentials
+        if any(g.ufrag == ufrag for g in self._generations):
+            raise IceError("a restart needs a new ufrag")
+        index = self._generations[-1].index + 1 if self._generations else 0
+        gen = Generation(index=index, ufrag=ufrag, pwd=pwd)
+        self._generations.append(gen)
+        return gen
+
+    def _trim_generations(self, now: float) -> None:
+        """Bound memory when restarts pile up: drop the oldest unselected generations."""
+        while len(self._generations) > self.config.max_generations:
+            victim = next(
+                (g for g in self._generations[:-1] if self._selected is None or g.index != self._selected.generation),
+                None,
+            )
+            if victim is None:
+                break
+            self._release(victim)
+
+    def _generation_by_local(self, ufrag: str) -> Generation | None:
+        for gen in self._generations:
+            if gen.ufrag == ufrag:
+                return gen
+        return None
+
+    def _generation_for_remote(self, ufrag: str | None) -> Generation:
+        if ufrag is None:
+            for gen in reversed(self._generations):
+                if gen.has_remote:
+                    return gen
+            raise UnknownGenerationError("no remote credentials have been set")
+        for gen in self._generations:
+            if gen.remote_ufrag == ufrag:
+                return gen
+        raise UnknownGenerationError(f"no generation has remote ufrag {ufrag!r}")
+
+    def _release(self, gen: Generation) -> None:
+        """Forget a generation: its credentials answer nothing any more."""
+        if gen not in self._generations:
+            return
+        self._generations.remove(gen)
+        for tid, tx in list(self._transactions.items()):
+            if tx.generation is gen:
+                del self._transactions[tid]
+        self._events.append(GenerationReleased(gen.index, gen.ufrag))
+        logger.debug("released generation %d", gen.index)
+
+    # ----------------------------------------------------------------- gathering
+
+    def _gather_base(self, gen: Generation, base: Address, index: int, now: float) -> None:
+        host, port = base
+        cand = Candidate(
+            foundation=foundation_for("host", host),
+            component=1,
+            transport="udp",
+            priority=candidate_priority("host", local_preference(host, index)),
+            host=host,
+            port=port,
+            type="host",
+            generation=gen.index,
+            ufrag=gen.ufrag,
+            base=base,
+        )
+        self._add_local_candidate(gen, cand, now)
+        for server in self.config.stun_servers:
+            if _family(server[0]) == _family(host):
+                gen.srflx_pending += 1
+                self._start_srflx(gen, base, server, now)
+
+    def _add_local_candidate(self, gen: Generation, cand: Candidate, now: float) -> None:
+        gen.local_candidates.append(cand)
+        self._events.append(LocalCandidateGathered(cand, gen.ufrag, gen.index))
+        if cand.type != "host":
+            return  # RFC 8445 §6.1.2.4: srflx pairs are pruned to their host base
+        for remote in gen.remote_candidates:
+            self._add_pair(gen, cand, remote, now)
+
+    def _start_srflx(self, gen: Generation, base: Address, server: Address, now: float) -> None:
+        tid = self._new_tid()
+        msg = stun.Message(method=stun.Method.BINDING, message_class=stun.MessageClass.REQUEST, transaction_id=tid)
+        data = stun.encode(msg, fingerprint=True)
+        self._transactions[tid] = _Transaction(
+            tid, "srflx", data, base, server, gen, None, False, now,
+            now + self.config.stun_rto, self.config.stun_rto, 1, self.config.stun_attempts,
+        )  # fmt: skip
+        self._transmits.append(Transmit(data, base, server))
+
+    def _srflx_done(self, gen: Generation) -> None:
+        gen.srflx_pending -= 1
+        self._check_gathering_complete(gen)
+        self._update_gathering_state()
+
+    def _check_gathering_complete(self, gen: Generation) -> None:
+        if gen.gathering_started and not gen.gathering_complete and gen.srflx_pending <= 0 and self._bases:
+            gen.gathering_complete = True
+            self._events.append(GatheringComplete(gen.ufrag, gen.index))
+            self._update_gathering_state()
+
+    def _update_gathering_state(self) -> None:
+        gen = self._generations[-1]
+        if gen.gathering_complete:
+            state = IceGatheringState.COMPLETE
+        elif gen.gathering_started:
+            state = IceGatheringState.GATHERING
+        else:
+            state = self._gathering_state if self._gathering_state is IceGatheringState.NEW else IceGatheringState.GATHERING
+        if state is not self._gathering_state:
+            self._gathering_state = state
+            self._events.append(GatheringStateChanged(state))
+
+    # ----------------------------------------------------------------- pairs and checks
+
+    def _add_pair(self, gen: Generation, local: Candidate, remote: Candidate, now: float) -> CandidatePair | None:
+        if _family(local.host) != _family(remote.host) or local.base is None:
+            return None
+        path = (local.base, remote.address)
+        existing = gen.pairs_by_path.get(path)
+        if existing is not None:
+            return existing
+        if len(gen.pairs) >= self.config.max_pairs:
+            self.counters["pair_over_limit"] += 1
+            return None
+        self._pair_counter += 1
+        pair = CandidatePair(
+            id=f"CP{gen.index}-{self._pair_counter}", local=local, remote=remote, priority=0, generation=gen.index
+        )
+        pair.set_priority(self._controlling)
+        # RFC 8445 §6.1.2.6: one Waiting pair per foundation, the rest Frozen.
+        busy = any(p.local.foundation == local.foundation and p.state in PENDING_STATES for p in gen.pairs)
+        pair.state = PairState.FROZEN if busy else PairState.WAITING
+        gen.pairs.append(pair)
+        gen.pairs_by_path[path] = pair
+        gen.exhausted_at = None
+        if gen.next_check_at < now:
+            gen.next_check_at = now
+        return pair
+
+    def _find_pair(self, local: Address, remote: Address) -> CandidatePair | None:
+        for gen in reversed(self._generations):
+            pair = gen.pairs_by_path.get((local, remote))
+            if pair is not None:
+                return pair
+        return None
+
+    def _send_next_check(self, gen: Generation, now: float) -> bool:
+        """Send one paced check: triggered first, then ordinary (RFC 8445 §6.1.4.2)."""
+        while gen.triggered:
+            pair = gen.triggered.popleft()
+            if pair in gen.pairs and not pair.consent_revoked:
+                self._send_check(gen, pair, now, nominate=False)
+                return True
+        pair = gen.next_ordinary_pair()
+        if pair is None:
+            return False
+        self._send_check(gen, pair, now, nominate=False)
+        return True
+
+    def _check_request(self, gen: Generation, pair: CandidatePair | None, tid: bytes, nominate: bool) -> bytes:
+        assert gen.remote_ufrag is not None and gen.remote_pwd is not None
+        local_pref = (pair.local.priority >> 8) & 0xFFFF if pair is not None else 0xFFFF
+        msg = stun.Message(
+            method=stun.Method.BINDING,
+            message_class=stun.MessageClass.REQUEST,
+            transaction_id=tid,
+            username=f"{gen.remote_ufrag}:{gen.ufrag}",
+            # RFC 8445 §7.1.1: the priority a peer-reflexive candidate of ours would have.
+            priority=candidate_priority("prflx", local_pref),
+            use_candidate=nominate,
+        )
+        if self._controlling:
+            msg.ice_controlling = self.tie_breaker
+        else:
+            msg.ice_controlled = self.tie_breaker
+        return stun.encode(msg, integrity_key=stun.short_term_key(gen.remote_pwd), fingerprint=True)
+
+    def _send_check(self, gen: Generation, pair: CandidatePair, now: float, *, nominate: bool) -> None:
+        # A new check on a pair supersedes its outstanding one (RFC 8445 §7.2.5.4).
+        for tx in list(self._transactions.values()):
+            if tx.pair is pair and tx.kind == "check" and not tx.cancelled:
+                if tx.nominate and not nominate:
+                    return  # never let an ordinary check cancel a nomination
+                tx.cancelled = True
+                tx.max_attempts = tx.attempts
+        tid = self._new_tid()
+        data = self._check_request(gen, pair, tid, nominate)
+        if pair.state is not PairState.SUCCEEDED:
+            pair.state = PairState.IN_PROGRESS
+        pair.requests_sent += 1
+        rto = self.config.check_rto
+        self._transactions[tid] = _Transaction(
+            tid, "check", data, pair.base, pair.remote.address, gen, pair, nominate, now, now + rto, rto, 1,
+            self.config.max_check_attempts,
+        )  # fmt: skip
+        self._transmits.append(Transmit(data, pair.base, pair.remote.address))
+
+    def _send_consent(self, pair: CandidatePair, now: float) -> None:
+        gen = self._generation_of(pair)
+        pair.next_keepalive = now + self._jitter(self.config.keepalive)
+        if gen is None or not gen.has_remote or pair.consent_revoked:
+            return
+        tid = self._new_tid()
+        data = self._check_request(gen, pair, tid, nominate=False)
+        pair.consent_requests_sent += 1
+        # RFC 7675 §5.1: consent checks are not retransmitted; the next one is due anyway.
+        self._transactions[tid] = _Transaction(
+            tid, "consent", data, pair.base, pair.remote.address, gen, pair, False, now,
+            now + self.config.consent_timeout, 0.0, 1, 1,
+        )  # fmt: skip
+        self._transmits.append(Transmit(data, pair.base, pair.remote.address))
+
+    def _transaction_timer(self, tx: _Transaction, now: float) -> None:
+        if tx.attempts < tx.max_attempts:
+            tx.attempts += 1
+            tx.rto = min(tx.rto * 2, self.config.max_check_rto if tx.kind == "check" else 8.0)
+            tx.next_at = now + tx.rto
+            tx.sent_at = now
+            self._transmits.append(Transmit(tx.data, tx.local, tx.remote))
+            if tx.pair is not None:
+                tx.pair.requests_sent += 1
+            return
+        del self._transactions[tx.tid]
+        if tx.cancelled:
+            return
+        if tx.kind == "srflx":
+            host, port = tx.local
+            self._events.append(
+                CandidateErrorEvent(host, port, f"stun:{tx.remote[0]}:{tx.remote[1]}", 701, "STUN server did not answer")
+            )
+            self._srflx_done(tx.generation)
+        elif tx.kind == "check" and tx.pair is not None:
+            self._check_failed_pair(tx.generation, tx.pair, now)
+
+    def _check_failed_pair(self, gen: Generation, pair: CandidatePair, now: float) -> None:
+        if pair.state is not PairState.SUCCEEDED:
+            pair.state = PairState.FAILED
+        if gen.nominating is pair:
+            gen.nominating = None
+            pair.state = PairState.FAILED
+        self._note_exhausted(gen, now)
+
+    def _note_exhausted(self, gen: Generation, now: float) -> None:
+        if gen.exhausted_at is None and gen.has_remote and not gen.checks_pending():
+            if not any(p.state is PairState.SUCCEEDED for p in gen.pairs):
+                gen.exhausted_at = now
+
+    def _check_failed(self, gen: Generation, now: float) -> None:
+        """Declare a generation failed when its checks are over without a pair."""
+        if gen.failed or gen.selected is not None or gen.exhausted_at is None:
+            return
+        if gen.checks_pending() or any(p.state is PairState.SUCCEEDED for p in gen.pairs):
+            gen.exhausted_at = None
+            return
+        if not gen.gathering_complete:
+            return
+        if gen.remote_end_of_candidates or now >= gen.exhausted_at + self.config.failed_timeout:
+            gen.failed = True
+            logger.info("generation %d failed: no pair worked", gen.index)
+
+    def _wants_nomination(self, gen: Generation) -> bool:
+        """True when the controlling agent still has to nominate a valid pair of `gen`."""
+        return (
+            self._controlling
+            and gen.first_valid_at is not None
+            and gen.selected is None
+            and gen.nominating is None
+            and not gen.draining
+            and not gen.failed
+            and any(p.state is PairState.SUCCEEDED and not p.consent_revoked for p in gen.pairs)
+        )
+
+    def _maybe_nominate(self, gen: Generation, now: float) -> None:
+        """Regular nomination by the controlling agent (RFC 8445 §8.1.1)."""
+        if not self._wants_nomination(gen):
+            return
+        valid = [p for p in gen.pairs if p.state is PairState.SUCCEEDED and not p.consent_revoked]
+        best = max(valid, key=lambda p: p.priority)
+        better_pending = any(p.priority > best.priority and p.state in PENDING_STATES for p in gen.pairs)
+        waited = gen.first_valid_at is not None and now >= gen.first_valid_at + self.config.nomination_delay
+        if better_pending and not waited:
+            return
+        gen.nominating = best
+        self._send_check(gen, best, now, nominate=True)
+
+    # ----------------------------------------------------------------- STUN input
+
+    def _receive_stun(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        try:
+            msg = stun.decode(data)
+        except stun.StunError:
+            self.counters["stun_malformed"] += 1
+            return
+        if msg.method != stun.Method.BINDING:
+            self.counters["stun_unexpected_method"] += 1
+            return
+        if msg.message_class is stun.MessageClass.REQUEST:
+            self._handle_request(msg, local, remote, now)
+        elif msg.message_class in (stun.MessageClass.SUCCESS, stun.MessageClass.ERROR):
+            self._handle_response(msg, local, remote, now)
+        else:
+            self.counters["stun_indication"] += 1  # RFC 7675 §5: indications are ignored
+
+    def _respond(self, msg: stun.Message, local: Address, remote: Address, key: bytes | None) -> None:
+        self._transmits.append(Transmit(stun.encode(msg, integrity_key=key, fingerprint=True), local, remote))
+
+    def _reject(self, request: stun.Message, local: Address, remote: Address, code: int, reason: str) -> None:
+        self.counters[f"stun_rejected_{code}"] += 1
+        self._respond(stun.error_response(request, code, reason), local, remote, None)
+
+    def _handle_request(self, msg: stun.Message, local: Address, remote: Address, now: float) -> None:
+        """RFC 8445 §7.3: authenticate, resolve role conflicts, answer, learn, trigger."""
+        if local not in self._bases:
+            self.counters["stun_on_unknown_base"] += 1
+            return
+        if msg.unknown_required:
+            self._respond(
+                stun.error_response(msg, 420, "Unknown Attribute", unknown=msg.unknown_required), local, remote, None
+            )
+            self.counters["stun_rejected_420"] += 1
+            return
+        if msg.username is None or not msg.has_integrity:
+            self._reject(msg, local, remote, 400, "Bad Request")  # RFC 5389 §10.1.2
+            return
+        ours, _, theirs = msg.username.partition(":")
+        gen = self._generation_by_local(ours)
+        if gen is None or not theirs:
+            self._reject(msg, local, remote, 401, "Unauthorized")
+            return
+        key = stun.short_term_key(gen.pwd)
+        if not stun.check_integrity(msg, key):
+            self._reject(msg, local, remote, 401, "Unauthorized")
+            return
+        if msg.priority is None or (msg.ice_controlling is None and msg.ice_controlled is None):
+            self._reject(msg, local, remote, 400, "Bad Request")  # RFC 8445 §7.1.1
+            return
+        if self._role_conflict(msg, local, remote, key):
+            return
+        self._respond(stun.success_response(msg, xor_mapped_address=remote), local, remote, key)
+        pending = PendingCheck(local, remote, msg.priority, msg.use_candidate, theirs)
+        if gen.draining or (gen.has_remote and gen.remote_ufrag != theirs):
+            # Consent checks on an old generation: answered, and they count as receiving.
+            pair = gen.pairs_by_path.get((local, remote))
+            if pair is not None:
+                pair.requests_received += 1
+                pair.responses_sent += 1
+                self._mark_received(pair, now)
+            return
+        if not gen.has_remote:
+            if len(gen.pending_checks) < self.config.max_pairs:
+                gen.pending_checks.append(pending)  # RFC 8445 §7.3.1.3 (early checks)
+            return
+        self._learn_from_request(gen, pending, now)
+        self._update_state(now)
+
+    def _role_conflict(self, msg: stun.Message, local: Address, remote: Address, key: bytes) -> bool:
+        """RFC 8445 §7.3.1.1. Returns True when the request was answered with 487."""
+        if self._controlling and msg.ice_controlling is not None:
+            if self.tie_breaker >= msg.ice_controlling:
+                self._respond(stun.error_response(msg, 487, "Role Conflict"), local, remote, key)
+                self.counters["stun_rejected_487"] += 1
+                return True
+            self._set_role(False)
+        elif not self._controlling and msg.ice_controlled is not None:
+            if self.tie_breaker >= msg.ice_controlled:
+                self._set_role(True)
+            else:
+                self._respond(stun.error_response(msg, 487, "Role Conflict"), local, remote, key)
+                self.counters["stun_rejected_487"] += 1
+                return True
+        return False
+
+    def _set_role(self, controlling: bool) -> None:
+        if controlling == self._controlling:
+            return
+        self._controlling = controlling
+        for gen in self._generations:
+            for pair in gen.pairs:
+                pair.set_priority(controlling)
+        self._events.append(RoleChanged(controlling))
+
+    def _learn_from_request(self, gen: Generation, check: PendingCheck, now: float) -> None:
+        """After answering a valid check: peer-reflexive candidate, pair, triggered check."""
+        remote = next((c for c in gen.remote_candidates if c.address == check.remote), None)
+        if remote is None:
+            if len(gen.remote_candidates) >= self.config.max_remote_candidates:
+                self.counters["remote_candidate_over_limit"] += 1
+                return
+            remote = Candidate(
+                foundation=foundation_for("prflx", check.remote[0]),
+                component=1,
+                transport="udp",
+                priority=min(max(check.priority, 1), 2**31 - 1),
+                host=check.remote[0],
+                port=check.remote[1],
+                type="prflx",
+                ufrag=gen.remote_ufrag,
+            )  # RFC 8445 §7.3.1.3
+            gen.remote_candidates.append(remote)
+        pair = gen.pairs_by_path.get((check.local, check.remote))
+        if pair is None:
+            local = next((c for c in gen.local_candidates if c.type == "host" and c.base == check.local), None)
+            if local is None:
+                return  # gathering has not reached this base yet
+            pair = self._add_pair(gen, local, remote, now)
+            if pair is None:
+                return
+        pair.requests_received += 1
+        pair.responses_sent += 1
+        self._mark_received(pair, now)
+        if check.use_candidate and not self._controlling:
+            pair.use_candidate_received = True  # RFC 8445 §7.3.1.5
+            if pair.state is PairState.SUCCEEDED and not pair.consent_revoked:
+                self._select(gen, pair, now)
+                return
+        if pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED) and pair not in gen.triggered:
+            if pair.state is PairState.FAILED:
+                pair.state = PairState.WAITING
+            gen.triggered.append(pair)  # RFC 8445 §7.3.1.4
+            gen.exhausted_at = None
+            # Skip the pacing wait when no check went out within the last Ta.
+            if gen.next_check_at <= now:
+                if self._send_next_check(gen, now):
+                    gen.next_check_at = now + self.config.ta
+
+    def _handle_response(self, msg: stun.Message, local: Address, remote: Address, now: float) -> None:
+        tx = self._transactions.get(msg.transaction_id)
+        if tx is None:
+            self.counters["stun_unknown_transaction"] += 1
+            return
+        if tx.kind == "srflx":
+            self._handle_srflx_response(tx, msg, now)
+            return
+        gen = tx.generation
+        assert gen.remote_pwd is not None
+        if not stun.check_integrity(msg, stun.short_term_key(gen.remote_pwd)):
+            self.counters["stun_response_bad_integrity"] += 1  # RFC 8445 §7.2.5.1: discard
+            return
+        del self._transactions[tx.tid]
+        pair = tx.pair
+        assert pair is not None
+        if (local, remote) != (tx.local, tx.remote):
+            # RFC 8445 §7.2.5.2.1: a non-symmetric response fails the check.
+            self._check_failed_pair(gen, pair, now)
+            return
+        if msg.message_class is stun.MessageClass.ERROR:
+            self._handle_error_response(gen, tx, msg, now)
+            return
+        pair.responses_received += 1
+        pair.record_rtt(now - tx.sent_at)
+        pair.last_consent = now
+        self._mark_received(pair, now)
+        if tx.kind == "consent":
+            self._update_state(now)
+            return
+        self._check_succeeded(gen, pair, tx.nominate, now)
+
+    def _handle_error_response(self, gen: Generation, tx: _Transaction, msg: stun.Message, now: float) -> None:
+        pair = tx.pair
+        assert pair is not None
+        code = msg.error_code[0] if msg.error_code else 0
+        if code == 487 and tx.kind == "check":
+            # RFC 8445 §7.2.5.1: switch role, then check the pair again.
+            self._set_role(not self._controlling)
+            if not gen.draining:
+                gen.triggered.append(pair)
+            return
+        if code == 403 or tx.kind == "consent":
+            self._revoke_consent(pair, now, f"error {code}")
+            return
+        self._check_failed_pair(gen, pair, now)
+        self._update_state(now)
+
+    def _handle_srflx_response(self, tx: _Transaction, msg: stun.Message, now: float) -> None:
+        del self._transactions[tx.tid]
+        gen = tx.generation
+        mapped = msg.xor_mapped_address or msg.mapped_address
+        host, port = tx.local
+        if msg.message_class is stun.MessageClass.ERROR or mapped is None:
+            code = msg.error_code[0] if msg.error_code else 700
+            reason = msg.error_code[1] if msg.error_code else "no mapped address"
+            self._events.append(CandidateErrorEvent(host, port, f"stun:{tx.remote[0]}:{tx.remote[1]}", code, reason))
+        elif mapped != tx.local and gen in self._generations:
+            index = self._bases.index(tx.local) if tx.local in self._bases else 0
+            cand = Candidate(
+                foundation=foundation_for("srflx", host, server=tx.remote[0]),
+                component=1,
+                transport="udp",
+                priority=candidate_priority("srflx", local_preference(host, index)),
+                host=mapped[0],
+                port=mapped[1],
+                type="srflx",
+                related_address=host,
+                related_port=port,
+                generation=gen.index,
+                ufrag=gen.ufrag,
+                base=tx.local,
+            )
+            self._add_local_candidate(gen, cand, now)
+        self._srflx_done(gen)
+
+    def _check_succeeded(self, gen: Generation, pair: CandidatePair, nominated: bool, now: float) -> None:
+        """RFC 8445 §7.2.5.3: the pair is valid; unfreeze, nominate, select."""
+        pair.state = PairState.SUCCEEDED
+        gen.exhausted_at = None
+        if gen.first_valid_at is None:
+            gen.first_valid_at = now
+        gen.unfreeze_foundation(pair.local.foundation)
+        if gen.draining:
+            return
+        if nominated or (not self._controlling and pair.use_candidate_received):
+            self._select(gen, pair, now)
+        else:
+            self._maybe_nominate(gen, now)
+        self._update_state(now)
+
+    # ----------------------------------------------------------------- selection and consent
+
+    def _generation_of(self, pair: CandidatePair) -> Generation | None:
+        for gen in self._generations:
+            if gen.index == pair.generation:
+                return gen
+        return None
+
+    def _select(self, gen: Generation, pair: CandidatePair, now: float) -> None:
+        """A nominated pair: data moves to it if its generation is the newest selected."""
+        pair.nominated = True
+        if gen.selected is not None and gen.selected.priority >= pair.priority:
+            return
+        gen.selected = pair
+        gen.nominating = None
+        current = self._selected
+        if current is not None and current.generation > gen.index:
+            return  # an older generation finished after a newer one took over
+        self._selected = pair
+        self._ever_connected = True
+        if pair.last_received is None:
+            pair.last_received = now
+        pair.last_consent = pair.last_consent if pair.last_consent is not None else now
+        pair.next_keepalive = now + self._jitter(self.config.keepalive)
+        previous = current.generation if current is not None else None
+        self._events.append(SelectedPairChanged(pair.local, pair.remote, gen.index, previous))
+        logger.info("selected %s (generation %d) %s -> %s", pair.id, gen.index, pair.base, pair.remote.address)
+        for older in self._generations:
+            if older.index < gen.index and not older.draining:
+                older.draining_until = now + self.config.release_delay
+                older.triggered.clear()
+                for tid, tx in list(self._transactions.items()):
+                    if tx.generation is older and tx.kind != "consent":
+                        del self._transactions[tid]
+        self._update_state(now)
+
+    def _revoke_consent(self, pair: CandidatePair, now: float, why: str) -> None:
+        """RFC 7675 §5.1: consent lost; nothing more goes to that 5-tuple with these credentials."""
+        pair.consent_revoked = True
+        pair.state = PairState.FAILED
+        for tid, tx in list(self._transactions.items()):
+            if tx.pair is pair:
+                del self._transactions[tid]
+        logger.info("consent lost on %s: %s", pair.id, why)
+        if pair is self._selected:
+            self._lose_selected(now, why)
+        self._update_state(now)
+
+    def _lose_selected(self, now: float, why: str) -> None:
+        pair = self._selected
+        assert pair is not None
+        self._selected = None
+        gen = self._generation_of(pair)
+        if gen is not None:
+            gen.selected = None
+            if gen is self._generations[-1]:
+                gen.failed = True
+        self._events.append(SelectedPairChanged(None, None, None, pair.generation))
+        logger.info("no selected pair any more: %s", why)
+
+    def _mark_received(self, pair: CandidatePair, now: float) -> None:
+        pair.last_received = now
+        if pair is self._selected and not self._receiving:
+            self._update_state(now)
+
+    # ----------------------------------------------------------------- state
+
+    def _update_state(self, now: float) -> None:
+        pair = self._selected
+        newest = self._generations[-1]
+        receiving = (
+            pair is not None
+            and pair.last_received is not None
+            and now - pair.last_received < self.config.disconnected_timeout
+        )
+        self._receiving = receiving
+        sel_gen = self._generation_of(pair) if pair is not None else None
+        completed = (
+            sel_gen is not None
+            and sel_gen.gathering_complete
+            and sel_gen.remote_end_of_candidates
+            and not sel_gen.checks_pending()
+        )
+        facts = StateFacts(
+            closed=self._closed,
+            has_selected=pair is not None,
+            receiving=receiving,
+            restarting=(pair is not None and newest.index > pair.generation)
+            or (pair is None and newest.index > 0 and not newest.failed),
+            newest_checking=newest.has_remote and bool(newest.remote_candidates or newest.pairs),
+            newest_failed=newest.failed,
+            completed=completed,
+            ever_connected=self._ever_connected,
+        )
+        state = derive_state(facts)
+        if state is IceTransportState.COMPLETED and self._state not in (
+            IceTransportState.CONNECTED,
+            IceTransportState.COMPLETED,
+        ):
+            self._set_state(IceTransportState.CONNECTED)  # browsers always pass through connected
+        self._set_state(state)
+
+    def _set_state(self, state: IceTransportState) -> None:
+        if state is not self._state:
+            previous, self._state = self._state, state
+            self._events.append(StateChanged(state, previous))
+            logger.debug("state %s -> %s", previous.value, state.value)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _new_tid(self) -> bytes:
+        return self._rng.getrandbits(96).to_bytes(12, "big")
+
+    def _jitter(self, interval: float) -> float:
+        """RFC 7675 §5.1: randomize to 0.8-1.2 of the interval."""
+        return interval * (0.8 + 0.4 * self._rng.random())

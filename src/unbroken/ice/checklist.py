@@ -1,0 +1,159 @@
+"""Candidate pairs and generations: the data the agent's check lists are made of.
+
+A generation is one ICE session between one set of local credentials and one set of
+remote credentials (RFC 8445 §9: a restart changes both). Each has its own candidates,
+pairs, triggered-check queue and nomination; the agent keeps older generations alive
+until a newer one selects a pair (make before break), then drains and drops them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..addresses import Address
+from .candidate import Candidate, pair_priority
+
+
+class PairState(enum.Enum):
+    """RFC 8445 §6.1.2.6 candidate pair states."""
+
+    FROZEN = "frozen"
+    WAITING = "waiting"
+    IN_PROGRESS = "in-progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+PENDING_STATES = frozenset({PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS})
+
+
+@dataclass(eq=False)
+class CandidatePair:
+    """A local candidate (by its base) and a remote candidate, with check and traffic state."""
+
+    id: str
+    local: Candidate
+    remote: Candidate
+    priority: int
+    generation: int
+    state: PairState = PairState.FROZEN
+    nominated: bool = False
+    use_candidate_received: bool = False
+    consent_revoked: bool = False
+    last_received: float | None = None
+    last_consent: float | None = None
+    next_keepalive: float | None = None
+    current_rtt: float | None = None
+    total_rtt: float = 0.0
+    rtt_samples: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    packets_sent: int = 0
+    packets_received: int = 0
+    requests_sent: int = 0
+    requests_received: int = 0
+    responses_sent: int = 0
+    responses_received: int = 0
+    consent_requests_sent: int = 0
+
+    @property
+    def base(self) -> Address:
+        """The local transport address packets of this pair leave from."""
+        assert self.local.base is not None
+        return self.local.base
+
+    @property
+    def path(self) -> tuple[Address, Address]:
+        """The 5-tuple (UDP implied): local base and remote address."""
+        return (self.base, self.remote.address)
+
+    def set_priority(self, controlling: bool) -> None:
+        """Recompute the pair priority for our role (RFC 8445 §6.1.2.3)."""
+        if controlling:
+            self.priority = pair_priority(self.local.priority, self.remote.priority)
+        else:
+            self.priority = pair_priority(self.remote.priority, self.local.priority)
+
+    def record_rtt(self, rtt: float) -> None:
+        """Note one round-trip sample from a check or consent response."""
+        self.current_rtt = rtt
+        self.total_rtt += rtt
+        self.rtt_samples += 1
+
+
+@dataclass
+class PendingCheck:
+    """A valid check received before the peer's credentials were known (RFC 8445 §7.3.1.3)."""
+
+    local: Address
+    remote: Address
+    priority: int
+    use_candidate: bool
+    remote_ufrag: str
+
+
+@dataclass(eq=False)
+class Generation:
+    """One ICE session: local and remote credentials, candidates, check list."""
+
+    index: int
+    ufrag: str
+    pwd: str
+    remote_ufrag: str | None = None
+    remote_pwd: str | None = None
+    remote_lite: bool = False
+    gathering_started: bool = False
+    gathering_complete: bool = False
+    srflx_pending: int = 0
+    local_candidates: list[Candidate] = field(default_factory=list)
+    remote_candidates: list[Candidate] = field(default_factory=list)
+    remote_end_of_candidates: bool = False
+    pairs: list[CandidatePair] = field(default_factory=list)
+    pairs_by_path: dict[tuple[Address, Address], CandidatePair] = field(default_factory=dict)
+    triggered: deque[CandidatePair] = field(default_factory=deque)
+    pending_checks: list[PendingCheck] = field(default_factory=list)
+    selected: CandidatePair | None = None
+    nominating: CandidatePair | None = None
+    first_valid_at: float | None = None
+    next_check_at: float = 0.0
+    exhausted_at: float | None = None
+    failed: bool = False
+    draining_until: float | None = None
+
+    @property
+    def has_remote(self) -> bool:
+        """True once the peer's credentials for this generation are known."""
+        return self.remote_pwd is not None
+
+    @property
+    def draining(self) -> bool:
+        """True after a newer generation took over: receive only, send nothing."""
+        return self.draining_until is not None
+
+    def checks_pending(self) -> bool:
+        """True while some pair may still be checked."""
+        return bool(self.triggered) or any(p.state in PENDING_STATES for p in self.pairs)
+
+    def has_waiting_work(self) -> bool:
+        """True when a check could be sent at the next pacing slot."""
+        if self.triggered:
+            return True
+        return any(p.state in (PairState.WAITING, PairState.FROZEN) for p in self.pairs)
+
+    def next_ordinary_pair(self) -> CandidatePair | None:
+        """RFC 8445 §6.1.4.2: the best Waiting pair, else unfreeze the best Frozen one."""
+        waiting = [p for p in self.pairs if p.state is PairState.WAITING]
+        if waiting:
+            return max(waiting, key=lambda p: p.priority)
+        frozen = [p for p in self.pairs if p.state is PairState.FROZEN]
+        if frozen:
+            return max(frozen, key=lambda p: p.priority)
+        return None
+
+    def unfreeze_foundation(self, foundation: str) -> None:
+        """RFC 8445 §7.2.5.3.3: a success unfreezes pairs sharing its local foundation."""
+        for p in self.pairs:
+            if p.state is PairState.FROZEN and p.local.foundation == foundation:
+                p.state = PairState.WAITING

@@ -1,0 +1,81 @@
+"""What the ICE agent reports: small frozen dataclasses pulled with IceAgent.next_event()."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .candidate import Candidate
+from .states import IceGatheringState, IceTransportState
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class of agent events."""
+
+
+@dataclass(frozen=True)
+class LocalCandidateGathered(Event):
+    """A local candidate to give to the peer (trickle, RFC 8838 §4)."""
+
+    candidate: Candidate
+    ufrag: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class GatheringComplete(Event):
+    """Every local candidate of this generation has been given: send end-of-candidates."""
+
+    ufrag: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class GatheringStateChanged(Event):
+    """The newest generation's gathering state changed."""
+
+    state: IceGatheringState
+
+
+@dataclass(frozen=True)
+class CandidateErrorEvent(Event):
+    """A STUN server did not answer or refused (the icecandidateerror event)."""
+
+    address: str
+    port: int
+    url: str
+    error_code: int
+    error_text: str
+
+
+@dataclass(frozen=True)
+class StateChanged(Event):
+    """The RTCIceTransportState changed."""
+
+    state: IceTransportState
+    previous: IceTransportState
+
+
+@dataclass(frozen=True)
+class SelectedPairChanged(Event):
+    """Data now flows on this pair (None: no pair is usable any more)."""
+
+    local: Candidate | None
+    remote: Candidate | None
+    generation: int | None
+    previous_generation: int | None
+
+
+@dataclass(frozen=True)
+class RoleChanged(Event):
+    """A role conflict (RFC 8445 §7.3.1.1) switched our role."""
+
+    controlling: bool
+
+
+@dataclass(frozen=True)
+class GenerationReleased(Event):
+    """An older generation was dropped after a restart switched away from it."""
+
+    generation: int
+    ufrag: str

@@ -1,0 +1,279 @@
+"""The asyncio driver of the sans-IO IceAgent, and the ICE transport aiortc's DTLS runs on.
+
+Theory of operation
+-------------------
+`IceConnection` owns the UDP sockets (one per allowed local address, kept across
+restarts), one `loop.call_at` timer armed at the agent's next deadline, and the drain
+loop: after every input it sends what the agent queued and dispatches its events.
+Datagrams are demultiplexed by first byte (RFC 7983): STUN goes to the agent, DTLS and
+RTP from a known pair go to a queue that `_recv()` reads.
+
+It is also the ICE transport of aiortc's RTCDtlsTransport, which touches exactly
+`role`, `await _send(data)` and `await _recv()` (aiortc 1.16, rtcdtlstransport.py). One
+object serves the whole connection, across any number of restarts, so DTLS and
+everything above it never notice a restart. `_recv()` raises only after close();
+`_send()` without a usable pair drops the packet, as a lossy link would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any, cast
+
+from pyee.asyncio import AsyncIOEventEmitter
+
+from ..addresses import Address
+from ..ice import (
+    Candidate,
+    CandidateErrorEvent,
+    Event,
+    GatheringComplete,
+    GatheringStateChanged,
+    IceAgent,
+    IceConfig,
+    IceGatheringState,
+    IceTransportState,
+    LocalCandidateGathered,
+    SelectedPairChanged,
+    StateChanged,
+)
+from .demux import Kind, classify
+from .interfaces import AddressFilter, select_addresses
+
+logger = logging.getLogger(__name__)
+
+
+def _addr(raw: Any) -> Address:
+    """asyncio gives IPv6 peers as 4-tuples; the agent speaks (host, port)."""
+    return (str(raw[0]).split("%")[0], int(raw[1]))
+
+
+class _Socket(asyncio.DatagramProtocol):
+    """One local UDP socket, feeding its datagrams to the connection."""
+
+    def __init__(self, owner: IceConnection) -> None:
+        self.owner = owner
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local: Address = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.local = _addr(transport.get_extra_info("sockname"))
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.owner._datagram(data, self.local, _addr(addr))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (port unreachable, ...) surface here; consent handles the path.
+        logger.debug("socket %s error: %s", self.local, exc)
+
+
+class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
+    """An ICE agent on real UDP sockets; also the ICE transport aiortc's DTLS uses.
+
+    Events (pyee): ``candidate`` (Candidate, ufrag), ``gatheringcomplete`` (ufrag),
+    ``statechange`` (IceTransportState), ``gatheringstatechange`` (IceGatheringState),
+    ``selectedpairchange`` (SelectedPairChanged), ``candidateerror`` (CandidateErrorEvent).
+    """
+
+    def __init__(
+        self,
+        *,
+        controlling: bool,
+        config: IceConfig | None = None,
+        address_filter: AddressFilter | None = None,
+        rng: Any = None,
+    ) -> None:
+        super().__init__()
+        self._loop = asyncio.get_event_loop()
+        self.agent = IceAgent(controlling=controlling, config=config, rng=rng or secrets.SystemRandom())
+        self.address_filter = address_filter or AddressFilter()
+        self._role = "controlling" if controlling else "controlled"
+        self._sockets: dict[Address, _Socket] = {}
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = False
+        self.dropped_undemuxable = 0
+        self._state_waiters: list[tuple[Callable[[IceTransportState], bool], asyncio.Future[None]]] = []
+
+    # ------------------------------------------------------------ DTLS seam
+
+    @property
+    def role(self) -> str:
+        """ICE role at creation; aiortc's DTLS picks its client/server role from it once."""
+        return self._role
+
+    async def _recv(self) -> bytes:
+        """The next DTLS/RTP datagram from the selected (or a draining) pair."""
+        data = await self._queue.get()
+        if data is None:
+            self._queue.put_nowait(None)  # every later reader sees the close too
+            raise ConnectionError("ICE transport closed")
+        return data
+
+    async def _send(self, data: bytes) -> None:
+        """Send on the selected pair; dropped (like a lossy link) when there is none."""
+        self.send(data)
+
+    # ------------------------------------------------------------ commands
+
+    @property
+    def state(self) -> IceTransportState:
+        """The W3C RTCIceTransportState."""
+        return self.agent.state
+
+    @property
+    def gathering_state(self) -> IceGatheringState:
+        """The W3C gathering state."""
+        return self.agent.gathering_state
+
+    @property
+    def local_credentials(self) -> tuple[str, str]:
+        """The newest generation's local (ufrag, pwd)."""
+        return self.agent.local_credentials
+
+    async def open_sockets(self) -> None:
+        """Bind one UDP socket per allowed local address (once; reused across restarts)."""
+        for ip in select_addresses(self.address_filter):
+            if any(base[0] == ip for base in self._sockets):
+                continue
+            _, proto = await self._loop.create_datagram_endpoint(lambda: _Socket(self), local_addr=(ip, 0))
+            sock = proto
+            assert isinstance(sock, _Socket)
+            self._sockets[sock.local] = sock
+            self.agent.add_base(sock.local, self._now())
+        self._flush()
+
+    async def gather(self) -> None:
+        """Open the sockets and start gathering for the current generation."""
+        await self.open_sockets()
+        self.agent.gather(self._now())
+        self._flush()
+
+    def restart(self, credentials: tuple[str, str] | None = None) -> tuple[str, str]:
+        """Start a new generation (make before break); returns the new local credentials."""
+        creds = self.agent.restart(self._now(), credentials)
+        self._flush()
+        return creds
+
+    def set_remote_credentials(
+        self, ufrag: str, pwd: str, *, local_ufrag: str | None = None, lite: bool = False
+    ) -> None:
+        """The peer's credentials for a generation (see IceAgent.set_remote_credentials)."""
+        try:
+            self.agent.set_remote_credentials(ufrag, pwd, self._now(), local_ufrag=local_ufrag, lite=lite)
+        finally:
+            self._flush()
+
+    def add_remote_candidate(self, candidate: Candidate | None, ufrag: str | None = None) -> bool:
+        """A trickled remote candidate; None means end-of-candidates for `ufrag`."""
+        try:
+            if candidate is None:
+                self.agent.end_of_remote_candidates(self._now(), ufrag)
+                return True
+            return self.agent.add_remote_candidate(candidate, self._now())
+        finally:
+            self._flush()
+
+    def send(self, data: bytes) -> bool:
+        """Send application data on the selected pair; False when it was dropped."""
+        if self._closed:
+            return False
+        tx = self.agent.send(data, self._now())
+        if tx is None:
+            return False
+        sock = self._sockets.get(tx.local)
+        if sock is None or sock.transport is None:
+            return False
+        sock.transport.sendto(tx.data, tx.remote)
+        return True
+
+    async def wait_for_state(self, predicate: Callable[[IceTransportState], bool]) -> None:
+        """Wait until the state satisfies `predicate` (checked now and on every change)."""
+        if predicate(self.state):
+            return
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._state_waiters.append((predicate, fut))
+        await fut
+
+    async def close(self) -> None:
+        """Close the agent and the sockets; `_recv()` raises from now on."""
+        if self._closed:
+            return
+        self._closed = True
+        self.agent.close(self._now())
+        self._flush()
+        if self._timer is not None:
+            self._timer.cancel()
+        for sock in self._sockets.values():
+            if sock.transport is not None:
+                sock.transport.close()
+        self._sockets.clear()
+        self._queue.put_nowait(None)
+
+    # ------------------------------------------------------------ driving the agent
+
+    def _now(self) -> float:
+        return self._loop.time()
+
+    def _datagram(self, data: bytes, local: Address, remote: Address) -> None:
+        kind = classify(data)
+        if kind not in (Kind.STUN, Kind.DTLS, Kind.RTP):
+            self.dropped_undemuxable += 1
+            return
+        payload = self.agent.receive(data, local, remote, self._now())
+        if payload is not None:
+            self._queue.put_nowait(payload)
+        if kind is Kind.STUN:
+            self._flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.agent.handle_timer(self._now())
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what the agent queued, dispatch its events, re-arm the one timer."""
+        for tx in self.agent.datagrams_to_send():
+            sock = self._sockets.get(tx.local)
+            if sock is not None and sock.transport is not None:
+                sock.transport.sendto(tx.data, tx.remote)
+        while (event := self.agent.next_event()) is not None:
+            try:
+                self._dispatch(event)
+            except Exception:  # a user's handler must not break the drain loop
+                logger.exception("event handler failed for %r", event)
+        deadline = self.agent.get_timer()
+        at = deadline.at if deadline is not None else None
+        if at != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if at is not None:
+                self._timer = self._loop.call_at(at, self._on_timer)
+            self._timer_at = at
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, LocalCandidateGathered):
+            self.emit("candidate", event.candidate, event.ufrag)
+        elif isinstance(event, GatheringComplete):
+            self.emit("gatheringcomplete", event.ufrag)
+        elif isinstance(event, StateChanged):
+            self.emit("statechange", event.state)
+            for waiter in list(self._state_waiters):
+                predicate, fut = waiter
+                if predicate(event.state):
+                    self._state_waiters.remove(waiter)
+                    if not fut.done():
+                        fut.set_result(None)
+        elif isinstance(event, GatheringStateChanged):
+            self.emit("gatheringstatechange", event.state)
+        elif isinstance(event, SelectedPairChanged):
+            self.emit("selectedpairchange", event)
+        elif isinstance(event, CandidateErrorEvent):
+            self.emit("candidateerror", event)

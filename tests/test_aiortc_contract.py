@@ -1,0 +1,138 @@
+"""The seam to aiortc: its DTLS, SCTP and data channels over our ICE transport.
+
+aiortc's RTCDtlsTransport uses exactly `role`, `await _send()` and `await _recv()` of its
+ICE transport. These are private members: the first test fails loudly when an aiortc
+release uses anything else; the second runs the real stack over two IceConnections on
+loopback through 20 ICE restarts while messages flow both ways every 10 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from importlib.metadata import version
+
+import aiortc.rtcdtlstransport
+from aiortc import RTCCertificate, RTCDataChannel, RTCDataChannelParameters, RTCDtlsTransport, RTCSctpTransport
+
+from unbroken.ice import IceTransportState, SelectedPairChanged
+from unbroken.runtime import AddressFilter, IceConnection
+
+LOOPBACK = AddressFilter(addresses=("127.0.0.1",))
+
+
+def test_aiortc_uses_only_role_send_recv_of_the_ice_transport() -> None:
+    major_minor = tuple(int(x) for x in version("aiortc").split(".")[:2])
+    assert (1, 16) <= major_minor < (1, 17), "pyproject pins aiortc>=1.16,<1.17: re-check the seam"
+    source = inspect.getsource(aiortc.rtcdtlstransport)
+    used = set(re.findall(r"self\.transport\.(\w+)", source)) | set(re.findall(r"self\._transport\.(\w+)", source))
+    assert used == {"role", "_send", "_recv"}, f"aiortc's DTLS now uses {sorted(used)} of the ICE transport"
+
+
+def link(a: IceConnection, b: IceConnection) -> None:
+    """Trickle each side's candidates to the other, as signaling would."""
+    loop = asyncio.get_running_loop()
+    # Delivered on a later loop turn, after the credentials of their generation.
+    a.on("candidate", lambda c, ufrag: loop.call_soon(b.add_remote_candidate, c.with_ufrag(ufrag)))
+    b.on("candidate", lambda c, ufrag: loop.call_soon(a.add_remote_candidate, c.with_ufrag(ufrag)))
+    a.on("gatheringcomplete", lambda ufrag: loop.call_soon(b.add_remote_candidate, None, ufrag))
+    b.on("gatheringcomplete", lambda ufrag: loop.call_soon(a.add_remote_candidate, None, ufrag))
+
+
+async def connect_pair() -> tuple[IceConnection, IceConnection]:
+    a = IceConnection(controlling=True, address_filter=LOOPBACK)
+    b = IceConnection(controlling=False, address_filter=LOOPBACK)
+    link(a, b)
+    a.set_remote_credentials(*b.local_credentials)
+    b.set_remote_credentials(*a.local_credentials)
+    await asyncio.gather(a.gather(), b.gather())
+    up = (IceTransportState.CONNECTED, IceTransportState.COMPLETED)
+    await asyncio.wait_for(asyncio.gather(a.wait_for_state(lambda s: s in up), b.wait_for_state(lambda s: s in up)), 5)
+    return a, b
+
+
+async def restart(a: IceConnection, b: IceConnection) -> None:
+    """A restart as JSEP does it, and wait until both sides use the new generation."""
+    target = a.agent.generation + 1
+    switched = [asyncio.Event(), asyncio.Event()]
+    for conn, ev in zip((a, b), switched):
+
+        def on_switch(event: SelectedPairChanged, ev: asyncio.Event = ev) -> None:
+            if event.generation == target:
+                ev.set()
+
+        conn.on("selectedpairchange", on_switch)
+    offer = a.restart()
+    answer = b.restart()
+    b.set_remote_credentials(*offer)
+    a.set_remote_credentials(*answer)
+    await asyncio.wait_for(asyncio.gather(switched[0].wait(), switched[1].wait()), 5)
+    for conn in (a, b):
+        conn.remove_all_listeners("selectedpairchange")
+
+
+async def test_dtls_sctp_datachannel_survive_20_restarts() -> None:
+    ice_a, ice_b = await connect_pair()
+    dtls_a = RTCDtlsTransport(ice_a, [RTCCertificate.generateCertificate()])
+    dtls_b = RTCDtlsTransport(ice_b, [RTCCertificate.generateCertificate()])
+    states: list[str] = []
+    dtls_a.on("statechange", lambda: states.append(dtls_a.state))
+    dtls_b.on("statechange", lambda: states.append(dtls_b.state))
+    await asyncio.wait_for(
+        asyncio.gather(dtls_a.start(dtls_b.getLocalParameters()), dtls_b.start(dtls_a.getLocalParameters())), 10
+    )
+    ssl_a, ssl_b = dtls_a._ssl, dtls_b._ssl
+    sctp_a, sctp_b = RTCSctpTransport(dtls_a), RTCSctpTransport(dtls_b)
+    got_a: list[str] = []
+    got_b: list[str] = []
+    channel_b: list[RTCDataChannel] = []
+
+    @sctp_b.on("datachannel")
+    def on_channel(channel: RTCDataChannel) -> None:
+        channel_b.append(channel)
+        channel.on("message", got_b.append)
+
+    caps = RTCSctpTransport.getCapabilities()
+    await asyncio.gather(sctp_a.start(caps, 5000), sctp_b.start(caps, 5000))
+    dc_a = RTCDataChannel(sctp_a, RTCDataChannelParameters(label="chat"))
+    opened = asyncio.Event()
+    dc_a.on("open", opened.set)
+    dc_a.on("message", got_a.append)
+    await asyncio.wait_for(opened.wait(), 5)
+    while not channel_b or channel_b[0].readyState != "open":
+        await asyncio.sleep(0.01)
+    sent = 0
+    stop = asyncio.Event()
+
+    async def traffic() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            dc_a.send(f"a{sent}")
+            channel_b[0].send(f"b{sent}")
+            sent += 1
+            await asyncio.sleep(0.010)
+
+    task = asyncio.create_task(traffic())
+    try:
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            await restart(ice_a, ice_b)
+    finally:
+        stop.set()
+        await task
+    deadline = asyncio.get_running_loop().time() + 10
+    while (len(got_a) < sent or len(got_b) < sent) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    assert ice_a.agent.generation == 20 and ice_b.agent.generation == 20
+    assert got_b == [f"a{i}" for i in range(sent)]
+    assert got_a == [f"b{i}" for i in range(sent)]
+    # One DTLS session throughout: the same SSL objects, connected once, never re-handshaken.
+    assert dtls_a._ssl is ssl_a and dtls_b._ssl is ssl_b
+    assert states.count("connected") == 2 and "failed" not in states and "closed" not in states
+    await sctp_a.stop()
+    await sctp_b.stop()
+    await dtls_a.stop()
+    await dtls_b.stop()
+    await ice_a.close()
+    await ice_b.close()
