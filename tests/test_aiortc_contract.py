@@ -14,7 +14,13 @@ import re
 from importlib.metadata import version
 
 import aiortc.rtcdtlstransport
-from aiortc import RTCCertificate, RTCDataChannel, RTCDataChannelParameters, RTCDtlsTransport, RTCSctpTransport
+from aiortc import (
+    RTCCertificate,
+    RTCDataChannel,
+    RTCDataChannelParameters,
+    RTCDtlsTransport,
+    RTCSctpTransport,
+)
 
 from unbroken.ice import IceTransportState, SelectedPairChanged
 from unbroken.runtime import AddressFilter, IceConnection
@@ -26,8 +32,12 @@ def test_aiortc_uses_only_role_send_recv_of_the_ice_transport() -> None:
     major_minor = tuple(int(x) for x in version("aiortc").split(".")[:2])
     assert (1, 16) <= major_minor < (1, 17), "pyproject pins aiortc>=1.16,<1.17: re-check the seam"
     source = inspect.getsource(aiortc.rtcdtlstransport)
-    used = set(re.findall(r"self\.transport\.(\w+)", source)) | set(re.findall(r"self\._transport\.(\w+)", source))
-    assert used == {"role", "_send", "_recv"}, f"aiortc's DTLS now uses {sorted(used)} of the ICE transport"
+    used = set(re.findall(r"self\.transport\.(\w+)", source)) | set(
+        re.findall(r"self\._transport\.(\w+)", source)
+    )
+    assert used == {"role", "_send", "_recv"}, (
+        f"aiortc's DTLS now uses {sorted(used)} of the ICE transport"
+    )
 
 
 def link(a: IceConnection, b: IceConnection) -> None:
@@ -48,7 +58,9 @@ async def connect_pair() -> tuple[IceConnection, IceConnection]:
     b.set_remote_credentials(*a.local_credentials)
     await asyncio.gather(a.gather(), b.gather())
     up = (IceTransportState.CONNECTED, IceTransportState.COMPLETED)
-    await asyncio.wait_for(asyncio.gather(a.wait_for_state(lambda s: s in up), b.wait_for_state(lambda s: s in up)), 5)
+    await asyncio.wait_for(
+        asyncio.gather(a.wait_for_state(lambda s: s in up), b.wait_for_state(lambda s: s in up)), 5
+    )
     return a, b
 
 
@@ -80,7 +92,10 @@ async def test_dtls_sctp_datachannel_survive_20_restarts() -> None:
     dtls_a.on("statechange", lambda: states.append(dtls_a.state))
     dtls_b.on("statechange", lambda: states.append(dtls_b.state))
     await asyncio.wait_for(
-        asyncio.gather(dtls_a.start(dtls_b.getLocalParameters()), dtls_b.start(dtls_a.getLocalParameters())), 10
+        asyncio.gather(
+            dtls_a.start(dtls_b.getLocalParameters()), dtls_b.start(dtls_a.getLocalParameters())
+        ),
+        10,
     )
     ssl_a, ssl_b = dtls_a._ssl, dtls_b._ssl
     sctp_a, sctp_b = RTCSctpTransport(dtls_a), RTCSctpTransport(dtls_b)

@@ -44,8 +44,12 @@ class World:
         config: IceConfig | None = None,
     ) -> None:
         self.net = net or Network(seed=seed)
-        self.host_a = self.net.add_host("a", ["10.0.0.2" if a_behind else "192.0.2.1"], behind=a_behind)
-        self.host_b = self.net.add_host("b", ["10.1.0.2" if b_behind else "198.51.100.1"], behind=b_behind)
+        self.host_a = self.net.add_host(
+            "a", ["10.0.0.2" if a_behind else "192.0.2.1"], behind=a_behind
+        )
+        self.host_b = self.net.add_host(
+            "b", ["10.1.0.2" if b_behind else "198.51.100.1"], behind=b_behind
+        )
         self.a = IceNode(self.net, self.host_a, controlling=True, seed=seed, config=config)
         self.b = IceNode(self.net, self.host_b, controlling=False, seed=seed + 1000, config=config)
         self.sig = Signaling(self.net, self.a, self.b)
@@ -95,7 +99,10 @@ def test_restart_on_healthy_path_loses_nothing_and_adds_no_gap(world: World) -> 
     # Both sides switched to generation 1, and reported it once each.
     assert [e.generation for _, e in world.a.selections] == [0, 1]
     assert [e.generation for _, e in world.b.selections] == [0, 1]
-    assert world.a.agent.generation == 1 and [g.index for g in world.a.agent.generations()] == [0, 1]
+    assert world.a.agent.generation == 1 and [g.index for g in world.a.agent.generations()] == [
+        0,
+        1,
+    ]
     for node, other in ((world.b, world.a), (world.a, world.b)):
         assert node.app.lost(range(1, other.app.sent - 2)) == []
         assert node.app.longest_gap(start - 0.1, world.net.now - 0.05) <= INTERVAL + 1e-9
@@ -161,7 +168,10 @@ def test_restart_in_checking_state(world: World) -> None:
     world.run(0.015)  # candidates exchanged, checks in flight
     assert world.a.state is S.CHECKING
     world.sig.restart(world.a)
-    assert world.net.run_while(lambda: world.a.agent.selected_pair is None or world.a.agent.selected_pair.generation < 1, 5.0)
+    assert world.net.run_while(
+        lambda: world.a.agent.selected_pair is None or world.a.agent.selected_pair.generation < 1,
+        5.0,
+    )
     assert connected(world.a) and connected(world.b)
 
 
@@ -175,11 +185,16 @@ def test_link_down_goes_disconnected_then_recovers(world: World) -> None:
     world.host_b.set_link(up=True)
     world.run(2.0)
     t_disc = next(t for t, s in world.a.states if s is S.DISCONNECTED)
-    assert 2.5 - 0.02 <= t_disc - down_at <= 2.5 + 0.02  # detection is exactly the configured timeout
+    assert (
+        2.5 - 0.02 <= t_disc - down_at <= 2.5 + 0.02
+    )  # detection is exactly the configured timeout
     for node in (world.a, world.b):
         seq = node.state_sequence()
         assert seq.count("disconnected") == 1
-        assert seq[seq.index("disconnected") + 1] == "connected" and seq[-1] in ("connected", "completed")
+        assert seq[seq.index("disconnected") + 1] == "connected" and seq[-1] in (
+            "connected",
+            "completed",
+        )
     # Traffic resumes on the same pair: no restart was needed.
     assert [e.generation for _, e in world.a.selections] == [0]
     late = [s for t, s in world.b.app.received if t > down_at + 3.1]
@@ -197,7 +212,7 @@ def test_restart_in_disconnected_state_goes_checking_then_connected(world: World
     world.sig.restart(world.a)
     world.run(1.0)
     seq = world.a.state_sequence()
-    assert seq[seq.index("disconnected") :] [:2] == ["disconnected", "checking"]
+    assert seq[seq.index("disconnected") :][:2] == ["disconnected", "checking"]
     assert connected(world.a) and world.a.selections[-1][1].generation == 1
 
 
@@ -213,7 +228,17 @@ def test_consent_lost_fails_and_restart_from_failed_recovers() -> None:
     w.host_b.set_link(up=True)
     w.sig.restart(w.a)
     w.run(1.0)
-    assert w.a.state_sequence() == ["new", "checking", "connected", "completed", "disconnected", "failed", "checking", "connected", "completed"]
+    assert w.a.state_sequence() == [
+        "new",
+        "checking",
+        "connected",
+        "completed",
+        "disconnected",
+        "failed",
+        "checking",
+        "connected",
+        "completed",
+    ]
     assert connected(w.a) and connected(w.b)
     assert_transitions_allowed(w.a)
     assert_transitions_allowed(w.b)
@@ -255,7 +280,9 @@ def test_address_change_then_restart() -> None:
 
 def test_endpoint_independent_nat_with_address_dependent_filtering() -> None:
     net = Network(seed=3)
-    nat = net.add_nat("nat-a", "203.0.113.1", mapping="endpoint-independent", filtering="address-dependent")
+    nat = net.add_nat(
+        "nat-a", "203.0.113.1", mapping="endpoint-independent", filtering="address-dependent"
+    )
     w = World(net=net, a_behind=nat)
     w.connect()
     w.start_traffic()
@@ -270,7 +297,12 @@ def test_endpoint_independent_nat_with_address_dependent_filtering() -> None:
 
 def test_symmetric_nat_against_public_peer() -> None:
     net = Network(seed=4)
-    nat = net.add_nat("nat-a", "203.0.113.1", mapping="address-and-port-dependent", filtering="address-and-port-dependent")
+    nat = net.add_nat(
+        "nat-a",
+        "203.0.113.1",
+        mapping="address-and-port-dependent",
+        filtering="address-and-port-dependent",
+    )
     w = World(net=net, a_behind=nat)
     w.connect()
     w.start_traffic()
@@ -286,8 +318,15 @@ def test_both_behind_cone_nats_connect_through_srflx() -> None:
     stun_host = net.add_host("stun", ["198.51.100.200"])
     StunServerNode(stun_host, port=3478)
     config = IceConfig(stun_servers=(("198.51.100.200", 3478),))
-    nat_a = net.add_nat("nat-a", "203.0.113.1", mapping="endpoint-independent", filtering="address-dependent")
-    nat_b = net.add_nat("nat-b", "203.0.113.2", mapping="endpoint-independent", filtering="address-and-port-dependent")
+    nat_a = net.add_nat(
+        "nat-a", "203.0.113.1", mapping="endpoint-independent", filtering="address-dependent"
+    )
+    nat_b = net.add_nat(
+        "nat-b",
+        "203.0.113.2",
+        mapping="endpoint-independent",
+        filtering="address-and-port-dependent",
+    )
     w = World(net=net, a_behind=nat_a, b_behind=nat_b, config=config)
     w.connect()
     assert any(c.type == "srflx" for c in w.a.agent.local_candidates())
@@ -321,6 +360,8 @@ def test_same_seed_replays_exactly() -> None:
         w.run(0.5)
         w.sig.restart(w.a)
         w.run(1.0)
-        return [(t, s.value) for t, s in w.a.states] + [(t, str(seq)) for t, seq in w.b.app.received]
+        return [(t, s.value) for t, s in w.a.states] + [
+            (t, str(seq)) for t, seq in w.b.app.received
+        ]
 
     assert run(11) == run(11)

@@ -10,7 +10,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `unbroken` command."""
-    parser = argparse.ArgumentParser(prog="unbroken", description="unbroken: WebRTC that survives network changes")
+    parser = argparse.ArgumentParser(
+        prog="unbroken", description="unbroken: WebRTC that survives network changes"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="two agents on loopback restart ICE while sending")
     demo.add_argument("--headless", action="store_true", help="no browser; print the timeline")

@@ -33,7 +33,13 @@ class Timeline:
         return "\n".join(f"{t * 1000:9.1f} ms  {who:<6} {what}" for t, who, what in self.lines)
 
 
-def _wire(conn: IceConnection, peer: IceConnection, name: str, timeline: Timeline, loop: asyncio.AbstractEventLoop) -> None:
+def _wire(
+    conn: IceConnection,
+    peer: IceConnection,
+    name: str,
+    timeline: Timeline,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
     """Trickle `conn`'s candidates to `peer` and log its events."""
 
     # Signaling is asynchronous: candidates reach the peer on a later loop turn, after
@@ -64,7 +70,9 @@ def _wire(conn: IceConnection, peer: IceConnection, name: str, timeline: Timelin
     conn.on("selectedpairchange", on_selected)
 
 
-async def _pump(conn: IceConnection, arrivals: list[float], loop: asyncio.AbstractEventLoop) -> None:
+async def _pump(
+    conn: IceConnection, arrivals: list[float], loop: asyncio.AbstractEventLoop
+) -> None:
     """Record the arrival time of every application datagram."""
     while True:
         try:
@@ -100,10 +108,18 @@ async def run_demo(restarts: int = 3, interval: float = 0.010, settle: float = 0
     timeline.add(loop.time(), "both", "credentials exchanged, gathering")
     await asyncio.gather(alice.gather(), bob.gather())
     await asyncio.gather(
-        alice.wait_for_state(lambda s: s in (IceTransportState.CONNECTED, IceTransportState.COMPLETED)),
-        bob.wait_for_state(lambda s: s in (IceTransportState.CONNECTED, IceTransportState.COMPLETED)),
+        alice.wait_for_state(
+            lambda s: s in (IceTransportState.CONNECTED, IceTransportState.COMPLETED)
+        ),
+        bob.wait_for_state(
+            lambda s: s in (IceTransportState.CONNECTED, IceTransportState.COMPLETED)
+        ),
     )
-    timeline.add(loop.time(), "both", "connected; alice sends a datagram every %d ms" % round(interval * 1000))
+    timeline.add(
+        loop.time(),
+        "both",
+        f"connected; alice sends a datagram every {round(interval * 1000)} ms",
+    )
     send_task = asyncio.create_task(sender())
     summary: list[str] = []
     try:
@@ -113,7 +129,11 @@ async def run_demo(restarts: int = 3, interval: float = 0.010, settle: float = 0
             timeline.add(begin, "alice", f"restart {n} begins (new credentials, make before break)")
             switched = asyncio.Event()
 
-            def on_switch(event: SelectedPairChanged, target: int = alice.agent.generation + 1) -> None:
+            def on_switch(
+                event: SelectedPairChanged,
+                target: int = alice.agent.generation + 1,
+                switched: asyncio.Event = switched,
+            ) -> None:
                 if event.generation == target:
                     switched.set()
 
@@ -128,7 +148,9 @@ async def run_demo(restarts: int = 3, interval: float = 0.010, settle: float = 0
             window = [t for t in arrivals if begin - 0.1 <= t <= begin + took + 0.1]
             gap = max((b - a for a, b in zip(window, window[1:])), default=0.0)
             timeline.add(loop.time(), "alice", f"restart {n} done in {took * 1000:.1f} ms")
-            summary.append(f"restart {n}: {took * 1000:.1f} ms, longest delivery gap around it {gap * 1000:.1f} ms")
+            summary.append(
+                f"restart {n}: {took * 1000:.1f} ms, longest delivery gap around it {gap * 1000:.1f} ms"
+            )
         await asyncio.sleep(settle)
     finally:
         send_task.cancel()

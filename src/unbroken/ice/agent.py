@@ -106,9 +106,13 @@ def validate_credentials(ufrag: str, pwd: str) -> None:
         if not isinstance(value, str):
             raise InvalidCredentialsError(f"ice-{name} must be a string")
         if not low <= len(value) <= 256:
-            raise InvalidCredentialsError(f"ice-{name} must be {low} to 256 characters, got {len(value)}")
+            raise InvalidCredentialsError(
+                f"ice-{name} must be {low} to 256 characters, got {len(value)}"
+            )
         if any(c not in ICE_CHARS for c in value):
-            raise InvalidCredentialsError(f"ice-{name} has characters outside ALPHA / DIGIT / + / /")
+            raise InvalidCredentialsError(
+                f"ice-{name} has characters outside ALPHA / DIGIT / + / /"
+            )
 
 
 def _family(host: str) -> int:
@@ -424,9 +428,14 @@ class IceAgent:
                 continue
             if gen.has_remote and gen.gathering_started and gen.has_waiting_work():
                 consider(gen.next_check_at, f"pacing generation {gen.index}")
-            if self._wants_nomination(gen):
+            if self._wants_nomination(gen) and gen.first_valid_at is not None:
                 consider(gen.first_valid_at + self.config.nomination_delay, "nomination")
-            if gen.exhausted_at is not None and not gen.failed and gen.selected is None and gen.gathering_complete:
+            if (
+                gen.exhausted_at is not None
+                and not gen.failed
+                and gen.selected is None
+                and gen.gathering_complete
+            ):
                 consider(gen.exhausted_at + self.config.failed_timeout, "failed timeout")
         pair = self._selected
         if pair is not None:
@@ -455,7 +464,10 @@ class IceAgent:
             self._check_failed(gen, now)
         pair = self._selected
         if pair is not None:
-            if pair.last_consent is not None and now >= pair.last_consent + self.config.consent_timeout:
+            if (
+                pair.last_consent is not None
+                and now >= pair.last_consent + self.config.consent_timeout
+            ):
                 self._revoke_consent(pair, now, "no consent response for 30 s")
             elif pair.next_keepalive is not None and now >= pair.next_keepalive:
                 self._send_consent(pair, now)
@@ -480,7 +492,11 @@ class IceAgent:
         """Bound memory when restarts pile up: drop the oldest unselected generations."""
         while len(self._generations) > self.config.max_generations:
             victim = next(
-                (g for g in self._generations[:-1] if self._selected is None or g.index != self._selected.generation),
+                (
+                    g
+                    for g in self._generations[:-1]
+                    if self._selected is None or g.index != self._selected.generation
+                ),
                 None,
             )
             if victim is None:
@@ -547,7 +563,9 @@ class IceAgent:
 
     def _start_srflx(self, gen: Generation, base: Address, server: Address, now: float) -> None:
         tid = self._new_tid()
-        msg = stun.Message(method=stun.Method.BINDING, message_class=stun.MessageClass.REQUEST, transaction_id=tid)
+        msg = stun.Message(
+            method=stun.Method.BINDING, message_class=stun.MessageClass.REQUEST, transaction_id=tid
+        )
         data = stun.encode(msg, fingerprint=True)
         self._transactions[tid] = _Transaction(
             tid, "srflx", data, base, server, gen, None, False, now,
@@ -561,7 +579,12 @@ class IceAgent:
         self._update_gathering_state()
 
     def _check_gathering_complete(self, gen: Generation) -> None:
-        if gen.gathering_started and not gen.gathering_complete and gen.srflx_pending <= 0 and self._bases:
+        if (
+            gen.gathering_started
+            and not gen.gathering_complete
+            and gen.srflx_pending <= 0
+            and self._bases
+        ):
             gen.gathering_complete = True
             self._events.append(GatheringComplete(gen.ufrag, gen.index))
             self._update_gathering_state()
@@ -573,14 +596,20 @@ class IceAgent:
         elif gen.gathering_started:
             state = IceGatheringState.GATHERING
         else:
-            state = self._gathering_state if self._gathering_state is IceGatheringState.NEW else IceGatheringState.GATHERING
+            state = (
+                self._gathering_state
+                if self._gathering_state is IceGatheringState.NEW
+                else IceGatheringState.GATHERING
+            )
         if state is not self._gathering_state:
             self._gathering_state = state
             self._events.append(GatheringStateChanged(state))
 
     # ----------------------------------------------------------------- pairs and checks
 
-    def _add_pair(self, gen: Generation, local: Candidate, remote: Candidate, now: float) -> CandidatePair | None:
+    def _add_pair(
+        self, gen: Generation, local: Candidate, remote: Candidate, now: float
+    ) -> CandidatePair | None:
         if _family(local.host) != _family(remote.host) or local.base is None:
             return None
         path = (local.base, remote.address)
@@ -592,11 +621,17 @@ class IceAgent:
             return None
         self._pair_counter += 1
         pair = CandidatePair(
-            id=f"CP{gen.index}-{self._pair_counter}", local=local, remote=remote, priority=0, generation=gen.index
+            id=f"CP{gen.index}-{self._pair_counter}",
+            local=local,
+            remote=remote,
+            priority=0,
+            generation=gen.index,
         )
         pair.set_priority(self._controlling)
         # RFC 8445 §6.1.2.6: one Waiting pair per foundation, the rest Frozen.
-        busy = any(p.local.foundation == local.foundation and p.state in PENDING_STATES for p in gen.pairs)
+        busy = any(
+            p.local.foundation == local.foundation and p.state in PENDING_STATES for p in gen.pairs
+        )
         pair.state = PairState.FROZEN if busy else PairState.WAITING
         gen.pairs.append(pair)
         gen.pairs_by_path[path] = pair
@@ -619,13 +654,15 @@ class IceAgent:
             if pair in gen.pairs and not pair.consent_revoked:
                 self._send_check(gen, pair, now, nominate=False)
                 return True
-        pair = gen.next_ordinary_pair()
-        if pair is None:
+        ordinary = gen.next_ordinary_pair()
+        if ordinary is None:
             return False
-        self._send_check(gen, pair, now, nominate=False)
+        self._send_check(gen, ordinary, now, nominate=False)
         return True
 
-    def _check_request(self, gen: Generation, pair: CandidatePair | None, tid: bytes, nominate: bool) -> bytes:
+    def _check_request(
+        self, gen: Generation, pair: CandidatePair | None, tid: bytes, nominate: bool
+    ) -> bytes:
         assert gen.remote_ufrag is not None and gen.remote_pwd is not None
         local_pref = (pair.local.priority >> 8) & 0xFFFF if pair is not None else 0xFFFF
         msg = stun.Message(
@@ -643,7 +680,9 @@ class IceAgent:
             msg.ice_controlled = self.tie_breaker
         return stun.encode(msg, integrity_key=stun.short_term_key(gen.remote_pwd), fingerprint=True)
 
-    def _send_check(self, gen: Generation, pair: CandidatePair, now: float, *, nominate: bool) -> None:
+    def _send_check(
+        self, gen: Generation, pair: CandidatePair, now: float, *, nominate: bool
+    ) -> None:
         # A new check on a pair supersedes its outstanding one (RFC 8445 §7.2.5.4).
         for tx in list(self._transactions.values()):
             if tx.pair is pair and tx.kind == "check" and not tx.cancelled:
@@ -694,7 +733,13 @@ class IceAgent:
         if tx.kind == "srflx":
             host, port = tx.local
             self._events.append(
-                CandidateErrorEvent(host, port, f"stun:{tx.remote[0]}:{tx.remote[1]}", 701, "STUN server did not answer")
+                CandidateErrorEvent(
+                    host,
+                    port,
+                    f"stun:{tx.remote[0]}:{tx.remote[1]}",
+                    701,
+                    "STUN server did not answer",
+                )
             )
             self._srflx_done(tx.generation)
         elif tx.kind == "check" and tx.pair is not None:
@@ -744,8 +789,13 @@ class IceAgent:
             return
         valid = [p for p in gen.pairs if p.state is PairState.SUCCEEDED and not p.consent_revoked]
         best = max(valid, key=lambda p: p.priority)
-        better_pending = any(p.priority > best.priority and p.state in PENDING_STATES for p in gen.pairs)
-        waited = gen.first_valid_at is not None and now >= gen.first_valid_at + self.config.nomination_delay
+        better_pending = any(
+            p.priority > best.priority and p.state in PENDING_STATES for p in gen.pairs
+        )
+        waited = (
+            gen.first_valid_at is not None
+            and now >= gen.first_valid_at + self.config.nomination_delay
+        )
         if better_pending and not waited:
             return
         gen.nominating = best
@@ -769,21 +819,32 @@ class IceAgent:
         else:
             self.counters["stun_indication"] += 1  # RFC 7675 §5: indications are ignored
 
-    def _respond(self, msg: stun.Message, local: Address, remote: Address, key: bytes | None) -> None:
-        self._transmits.append(Transmit(stun.encode(msg, integrity_key=key, fingerprint=True), local, remote))
+    def _respond(
+        self, msg: stun.Message, local: Address, remote: Address, key: bytes | None
+    ) -> None:
+        self._transmits.append(
+            Transmit(stun.encode(msg, integrity_key=key, fingerprint=True), local, remote)
+        )
 
-    def _reject(self, request: stun.Message, local: Address, remote: Address, code: int, reason: str) -> None:
+    def _reject(
+        self, request: stun.Message, local: Address, remote: Address, code: int, reason: str
+    ) -> None:
         self.counters[f"stun_rejected_{code}"] += 1
         self._respond(stun.error_response(request, code, reason), local, remote, None)
 
-    def _handle_request(self, msg: stun.Message, local: Address, remote: Address, now: float) -> None:
+    def _handle_request(
+        self, msg: stun.Message, local: Address, remote: Address, now: float
+    ) -> None:
         """RFC 8445 §7.3: authenticate, resolve role conflicts, answer, learn, trigger."""
         if local not in self._bases:
             self.counters["stun_on_unknown_base"] += 1
             return
         if msg.unknown_required:
             self._respond(
-                stun.error_response(msg, 420, "Unknown Attribute", unknown=msg.unknown_required), local, remote, None
+                stun.error_response(msg, 420, "Unknown Attribute", unknown=msg.unknown_required),
+                local,
+                remote,
+                None,
             )
             self.counters["stun_rejected_420"] += 1
             return
@@ -821,7 +882,9 @@ class IceAgent:
         self._learn_from_request(gen, pending, now)
         self._update_state(now)
 
-    def _role_conflict(self, msg: stun.Message, local: Address, remote: Address, key: bytes) -> bool:
+    def _role_conflict(
+        self, msg: stun.Message, local: Address, remote: Address, key: bytes
+    ) -> bool:
         """RFC 8445 §7.3.1.1. Returns True when the request was answered with 487."""
         if self._controlling and msg.ice_controlling is not None:
             if self.tie_breaker >= msg.ice_controlling:
@@ -867,7 +930,10 @@ class IceAgent:
             gen.remote_candidates.append(remote)
         pair = gen.pairs_by_path.get((check.local, check.remote))
         if pair is None:
-            local = next((c for c in gen.local_candidates if c.type == "host" and c.base == check.local), None)
+            local = next(
+                (c for c in gen.local_candidates if c.type == "host" and c.base == check.local),
+                None,
+            )
             if local is None:
                 return  # gathering has not reached this base yet
             pair = self._add_pair(gen, local, remote, now)
@@ -881,7 +947,10 @@ class IceAgent:
             if pair.state is PairState.SUCCEEDED and not pair.consent_revoked:
                 self._select(gen, pair, now)
                 return
-        if pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED) and pair not in gen.triggered:
+        if (
+            pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED)
+            and pair not in gen.triggered
+        ):
             if pair.state is PairState.FAILED:
                 pair.state = PairState.WAITING
             gen.triggered.append(pair)  # RFC 8445 §7.3.1.4
@@ -891,7 +960,9 @@ class IceAgent:
                 if self._send_next_check(gen, now):
                     gen.next_check_at = now + self.config.ta
 
-    def _handle_response(self, msg: stun.Message, local: Address, remote: Address, now: float) -> None:
+    def _handle_response(
+        self, msg: stun.Message, local: Address, remote: Address, now: float
+    ) -> None:
         tx = self._transactions.get(msg.transaction_id)
         if tx is None:
             self.counters["stun_unknown_transaction"] += 1
@@ -923,7 +994,9 @@ class IceAgent:
             return
         self._check_succeeded(gen, pair, tx.nominate, now)
 
-    def _handle_error_response(self, gen: Generation, tx: _Transaction, msg: stun.Message, now: float) -> None:
+    def _handle_error_response(
+        self, gen: Generation, tx: _Transaction, msg: stun.Message, now: float
+    ) -> None:
         pair = tx.pair
         assert pair is not None
         code = msg.error_code[0] if msg.error_code else 0
@@ -947,7 +1020,9 @@ class IceAgent:
         if msg.message_class is stun.MessageClass.ERROR or mapped is None:
             code = msg.error_code[0] if msg.error_code else 700
             reason = msg.error_code[1] if msg.error_code else "no mapped address"
-            self._events.append(CandidateErrorEvent(host, port, f"stun:{tx.remote[0]}:{tx.remote[1]}", code, reason))
+            self._events.append(
+                CandidateErrorEvent(host, port, f"stun:{tx.remote[0]}:{tx.remote[1]}", code, reason)
+            )
         elif mapped != tx.local and gen in self._generations:
             index = self._bases.index(tx.local) if tx.local in self._bases else 0
             cand = Candidate(
@@ -967,7 +1042,9 @@ class IceAgent:
             self._add_local_candidate(gen, cand, now)
         self._srflx_done(gen)
 
-    def _check_succeeded(self, gen: Generation, pair: CandidatePair, nominated: bool, now: float) -> None:
+    def _check_succeeded(
+        self, gen: Generation, pair: CandidatePair, nominated: bool, now: float
+    ) -> None:
         """RFC 8445 §7.2.5.3: the pair is valid; unfreeze, nominate, select."""
         pair.state = PairState.SUCCEEDED
         gen.exhausted_at = None
@@ -1008,7 +1085,13 @@ class IceAgent:
         pair.next_keepalive = now + self._jitter(self.config.keepalive)
         previous = current.generation if current is not None else None
         self._events.append(SelectedPairChanged(pair.local, pair.remote, gen.index, previous))
-        logger.info("selected %s (generation %d) %s -> %s", pair.id, gen.index, pair.base, pair.remote.address)
+        logger.info(
+            "selected %s (generation %d) %s -> %s",
+            pair.id,
+            gen.index,
+            pair.base,
+            pair.remote.address,
+        )
         for older in self._generations:
             if older.index < gen.index and not older.draining:
                 older.draining_until = now + self.config.release_delay

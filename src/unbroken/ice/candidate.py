@@ -132,7 +132,9 @@ def parse_candidate(text: str) -> Candidate:
         line = line[len("candidate:") :]
     fields = line.split()
     if len(fields) < 8 or fields[6] != "typ":
-        raise CandidateError("candidate needs: foundation component transport priority address port typ type")
+        raise CandidateError(
+            "candidate needs: foundation component transport priority address port typ type"
+        )
     foundation, component, transport, priority, host, port, _, ctype = fields[:8]
     if not _FOUNDATION_RE.match(foundation):
         raise CandidateError(f"bad foundation {foundation[:40]!r}")
@@ -149,7 +151,15 @@ def parse_candidate(text: str) -> Candidate:
     for name, value in zip(rest[::2], rest[1::2]):
         if len(name) > _MAX_FIELD or len(value) > _MAX_FIELD or not _TOKEN_RE.match(name):
             raise CandidateError(f"bad extension attribute {name[:40]!r}")
-        if name in ("raddr", "rport", "tcptype", "generation", "ufrag", "network-id", "network-cost"):
+        if name in (
+            "raddr",
+            "rport",
+            "tcptype",
+            "generation",
+            "ufrag",
+            "network-id",
+            "network-cost",
+        ):
             if name in values:
                 raise CandidateError(f"{name} given twice")
             values[name] = value
@@ -174,10 +184,16 @@ def parse_candidate(text: str) -> Candidate:
         related_address=_ip(raddr, "raddr") if raddr is not None else None,
         related_port=_int(rport, "rport", 0, 65535) if rport is not None else None,
         tcptype=values.get("tcptype"),
-        generation=_int(values["generation"], "generation", 0, 2**31) if "generation" in values else None,
+        generation=_int(values["generation"], "generation", 0, 2**31)
+        if "generation" in values
+        else None,
         ufrag=ufrag,
-        network_id=_int(values["network-id"], "network-id", 0, 2**31) if "network-id" in values else None,
-        network_cost=_int(values["network-cost"], "network-cost", 0, 2**31) if "network-cost" in values else None,
+        network_id=_int(values["network-id"], "network-id", 0, 2**31)
+        if "network-id" in values
+        else None,
+        network_cost=_int(values["network-cost"], "network-cost", 0, 2**31)
+        if "network-cost" in values
+        else None,
         extensions=tuple(extensions),
     )
 
@@ -193,7 +209,9 @@ def local_preference(host: str, index: int) -> int:
     return max(0, min(65535, family_bonus + 0x7FFF - index))
 
 
-def foundation_for(candidate_type: str, base_host: str, transport: str = "udp", server: str = "") -> str:
+def foundation_for(
+    candidate_type: str, base_host: str, transport: str = "udp", server: str = ""
+) -> str:
     """RFC 8445 §5.1.1.3: equal for the same type, base IP, server and transport."""
     key = f"{candidate_type}|{base_host}|{transport}|{server}".encode()
     return str(zlib.crc32(key))

@@ -60,7 +60,14 @@ class IceConfig:
 
     def validate(self) -> None:
         """Raise ValueError for timers or limits that would make the agent misbehave."""
-        positive = ("ta", "check_rto", "max_check_rto", "stun_rto", "disconnected_timeout", "consent_timeout")
+        positive = (
+            "ta",
+            "check_rto",
+            "max_check_rto",
+            "stun_rto",
+            "disconnected_timeout",
+            "consent_timeout",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"IceConfig.{name} must be > 0")

@@ -140,7 +140,9 @@ class IceNode:
                 self.states.append((now, event.state))
             elif isinstance(event, SelectedPairChanged):
                 self.selections.append((now, event))
-            elif self.peer_signaling is not None and isinstance(event, (LocalCandidateGathered, GatheringComplete)):
+            elif self.peer_signaling is not None and isinstance(
+                event, (LocalCandidateGathered, GatheringComplete)
+            ):
                 self.peer_signaling.forward(self, event)
 
 
@@ -210,7 +212,9 @@ class Signaling:
             answerer.agent.set_remote_credentials(*offer_creds, self.net.now)
 
             def on_answer() -> None:
-                initiator.agent.set_remote_credentials(*answer_creds, self.net.now, local_ufrag=offer_ufrag)
+                initiator.agent.set_remote_credentials(
+                    *answer_creds, self.net.now, local_ufrag=offer_ufrag
+                )
                 initiator._drain_events(self.net.now)
 
             # The answer is scheduled before the answerer's candidates, which follow it.

@@ -4,4 +4,11 @@ from .connection import IceConnection
 from .demux import Kind, classify
 from .interfaces import AddressFilter, list_addresses, select_addresses
 
-__all__ = ["AddressFilter", "IceConnection", "Kind", "classify", "list_addresses", "select_addresses"]
+__all__ = [
+    "AddressFilter",
+    "IceConnection",
+    "Kind",
+    "classify",
+    "list_addresses",
+    "select_addresses",
+]

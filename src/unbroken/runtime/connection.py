@@ -88,8 +88,10 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         rng: Any = None,
     ) -> None:
         super().__init__()
-        self._loop = asyncio.get_event_loop()
-        self.agent = IceAgent(controlling=controlling, config=config, rng=rng or secrets.SystemRandom())
+        self._event_loop = asyncio.get_running_loop()
+        self.agent = IceAgent(
+            controlling=controlling, config=config, rng=rng or secrets.SystemRandom()
+        )
         self.address_filter = address_filter or AddressFilter()
         self._role = "controlling" if controlling else "controlled"
         self._sockets: dict[Address, _Socket] = {}
@@ -98,7 +100,9 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         self._timer_at: float | None = None
         self._closed = False
         self.dropped_undemuxable = 0
-        self._state_waiters: list[tuple[Callable[[IceTransportState], bool], asyncio.Future[None]]] = []
+        self._state_waiters: list[
+            tuple[Callable[[IceTransportState], bool], asyncio.Future[None]]
+        ] = []
 
     # ------------------------------------------------------------ DTLS seam
 
@@ -141,7 +145,9 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         for ip in select_addresses(self.address_filter):
             if any(base[0] == ip for base in self._sockets):
                 continue
-            _, proto = await self._loop.create_datagram_endpoint(lambda: _Socket(self), local_addr=(ip, 0))
+            _, proto = await self._event_loop.create_datagram_endpoint(
+                lambda: _Socket(self), local_addr=(ip, 0)
+            )
             sock = proto
             assert isinstance(sock, _Socket)
             self._sockets[sock.local] = sock
@@ -165,7 +171,9 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
     ) -> None:
         """The peer's credentials for a generation (see IceAgent.set_remote_credentials)."""
         try:
-            self.agent.set_remote_credentials(ufrag, pwd, self._now(), local_ufrag=local_ufrag, lite=lite)
+            self.agent.set_remote_credentials(
+                ufrag, pwd, self._now(), local_ufrag=local_ufrag, lite=lite
+            )
         finally:
             self._flush()
 
@@ -196,7 +204,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         """Wait until the state satisfies `predicate` (checked now and on every change)."""
         if predicate(self.state):
             return
-        fut: asyncio.Future[None] = self._loop.create_future()
+        fut: asyncio.Future[None] = self._event_loop.create_future()
         self._state_waiters.append((predicate, fut))
         await fut
 
@@ -218,7 +226,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
     # ------------------------------------------------------------ driving the agent
 
     def _now(self) -> float:
-        return self._loop.time()
+        return self._event_loop.time()
 
     def _datagram(self, data: bytes, local: Address, remote: Address) -> None:
         kind = classify(data)
@@ -255,7 +263,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
                 self._timer.cancel()
                 self._timer = None
             if at is not None:
-                self._timer = self._loop.call_at(at, self._on_timer)
+                self._timer = self._event_loop.call_at(at, self._on_timer)
             self._timer_at = at
 
     def _dispatch(self, event: Event) -> None:

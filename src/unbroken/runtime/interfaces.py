@@ -53,11 +53,17 @@ def list_addresses() -> list[tuple[str, str]]:
     return out
 
 
-def select_addresses(flt: AddressFilter, available: Sequence[tuple[str, str]] | None = None) -> list[str]:
+def select_addresses(
+    flt: AddressFilter, available: Sequence[tuple[str, str]] | None = None
+) -> list[str]:
     """The addresses `flt` allows; explicit addresses keep the order they were given in."""
     found = list(available) if available is not None else list_addresses()
     if flt.addresses is not None:
         present = {str(ipaddress.ip_address(ip)) for _, ip in found}
-        return [str(ipaddress.ip_address(a)) for a in flt.addresses if str(ipaddress.ip_address(a)) in present]
+        return [
+            str(ipaddress.ip_address(a))
+            for a in flt.addresses
+            if str(ipaddress.ip_address(a)) in present
+        ]
     chosen = [ip for name, ip in found if flt.allows(name, ip)]
     return list(dict.fromkeys(chosen))
