@@ -1,0 +1,54 @@
+"""STUN (RFC 5389 / RFC 8489): a pure, fast codec for the ICE agent and the TURN client.
+
+`decode()` turns a datagram into a `Message` (raising only `StunError`), `encode()` turns
+a `Message` into bytes with MESSAGE-INTEGRITY and FINGERPRINT, `check_integrity()`
+verifies a decoded message once the caller knows the key. No I/O, no clock.
+"""
+
+from unbroken.stun.attributes import (
+    MAGIC_COOKIE,
+    AttributeType,
+    StunError,
+    attribute_name,
+    decode_address,
+    decode_xor_address,
+    encode_address,
+    encode_xor_address,
+)
+from unbroken.stun.message import (
+    Message,
+    MessageClass,
+    Method,
+    check_integrity,
+    decode,
+    encode,
+    error_response,
+    is_stun,
+    long_term_key,
+    saslprep,
+    short_term_key,
+    success_response,
+)
+
+__all__ = [
+    "MAGIC_COOKIE",
+    "AttributeType",
+    "Message",
+    "MessageClass",
+    "Method",
+    "StunError",
+    "attribute_name",
+    "check_integrity",
+    "decode",
+    "decode_address",
+    "decode_xor_address",
+    "encode",
+    "encode_address",
+    "encode_xor_address",
+    "error_response",
+    "is_stun",
+    "long_term_key",
+    "saslprep",
+    "short_term_key",
+    "success_response",
+]
