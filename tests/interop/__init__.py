@@ -1,0 +1,1 @@
+"""Browser interop tests: headless Chromium in a network namespace (docs/testing.md)."""
