@@ -276,6 +276,23 @@ class IceAgent:
         self._update_state(now)
         return gen.ufrag, gen.pwd
 
+    def set_role(self, controlling: bool) -> None:
+        """Set our role (JSEP: the offerer controls, RFC 8839 §4.2.3); pair priorities follow."""
+        self._set_role(controlling)
+
+    def abandon(self, ufrag: str, now: float) -> bool:
+        """Drop the newest generation if it has `ufrag` and selected nothing (JSEP rollback).
+
+        The previous generation becomes the newest again; returns True when one was dropped.
+        """
+        gen = self._generations[-1]
+        if len(self._generations) < 2 or gen.ufrag != ufrag or gen.selected is not None:
+            return False
+        self._release(gen)
+        self._update_gathering_state()
+        self._update_state(now)
+        return True
+
     def set_remote_credentials(
         self,
         ufrag: str,
@@ -583,7 +600,6 @@ class IceAgent:
             gen.gathering_started
             and not gen.gathering_complete
             and gen.srflx_pending <= 0
-            and self._bases
         ):
             gen.gathering_complete = True
             self._events.append(GatheringComplete(gen.ufrag, gen.index))

@@ -78,8 +78,11 @@ class Candidate:
             "typ",
             self.type,
         ]
-        if self.related_address is not None and self.related_port is not None:
-            parts += ["raddr", self.related_address, "rport", str(self.related_port)]
+        # RFC 8839 §5.1: rel-addr and rel-port are each optional; write what was given.
+        if self.related_address is not None:
+            parts += ["raddr", self.related_address]
+        if self.related_port is not None:
+            parts += ["rport", str(self.related_port)]
         if self.tcptype is not None:
             parts += ["tcptype", self.tcptype]
         if self.generation is not None:
@@ -104,7 +107,8 @@ class Candidate:
 
 
 def _int(value: str, what: str, low: int, high: int) -> int:
-    if not value.isdigit() or len(value) > 10:
+    # DIGIT is ASCII (RFC 5234): str.isdigit() alone also admits "²" and fullwidth digits.
+    if not (value.isascii() and value.isdigit()) or len(value) > 10:
         raise CandidateError(f"{what} must be a number, got {value[:20]!r}")
     number = int(value)
     if not low <= number <= high:
@@ -113,6 +117,9 @@ def _int(value: str, what: str, low: int, high: int) -> int:
 
 
 def _ip(value: str, what: str) -> str:
+    if "%" in value:
+        # A zone id names an interface of the sender: meaningless, and unusable, here.
+        raise CandidateError(f"{what} has a zone id: {value[:64]!r}")
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:

@@ -86,11 +86,15 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         config: IceConfig | None = None,
         address_filter: AddressFilter | None = None,
         rng: Any = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         super().__init__()
         self._event_loop = asyncio.get_running_loop()
         self.agent = IceAgent(
-            controlling=controlling, config=config, rng=rng or secrets.SystemRandom()
+            controlling=controlling,
+            config=config,
+            rng=rng or secrets.SystemRandom(),
+            credentials=credentials,
         )
         self.address_filter = address_filter or AddressFilter()
         self._role = "controlling" if controlling else "controlled"
@@ -140,6 +144,19 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         """The newest generation's local (ufrag, pwd)."""
         return self.agent.local_credentials
 
+    def set_role(self, controlling: bool) -> None:
+        """Set the ICE role before checks start (JSEP: the offerer controls)."""
+        self._role = "controlling" if controlling else "controlled"
+        self.agent.set_role(controlling)
+        self._flush()
+
+    def abandon(self, ufrag: str) -> bool:
+        """Roll back a restart that selected nothing yet (see IceAgent.abandon)."""
+        try:
+            return self.agent.abandon(ufrag, self._now())
+        finally:
+            self._flush()
+
     async def open_sockets(self) -> None:
         """Bind one UDP socket per allowed local address (once; reused across restarts)."""
         for ip in select_addresses(self.address_filter):
@@ -153,6 +170,17 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             self._sockets[sock.local] = sock
             self.agent.add_base(sock.local, self._now())
         self._flush()
+
+    async def refresh_addresses(self) -> None:
+        """Follow address changes: close sockets on vanished addresses, open new ones."""
+        present = set(select_addresses(self.address_filter))
+        for base, sock in list(self._sockets.items()):
+            if base[0] not in present:
+                self.agent.remove_base(base, self._now())
+                if sock.transport is not None:
+                    sock.transport.close()
+                del self._sockets[base]
+        await self.open_sockets()
 
     async def gather(self) -> None:
         """Open the sockets and start gathering for the current generation."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ifaddr
 
@@ -66,4 +66,7 @@ def select_addresses(
             if str(ipaddress.ip_address(a)) in present
         ]
     chosen = [ip for name, ip in found if flt.allows(name, ip)]
+    if not chosen and not flt.loopback and flt.interfaces is None:
+        # A host with nothing but loopback (a test namespace, a container): use it.
+        chosen = [ip for name, ip in found if replace(flt, loopback=True).allows(name, ip)]
     return list(dict.fromkeys(chosen))

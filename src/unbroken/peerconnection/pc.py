@@ -1,0 +1,1005 @@
+"""RTCPeerConnection: the W3C API with JSEP semantics on our ICE, over aiortc's DTLS/SCTP/RTP.
+
+Theory of operation
+-------------------
+One `IceConnection` (our ICE agent on UDP sockets) serves the whole connection: every
+m-section is bundled on it (max-bundle), and it lives as long as the peer connection. One
+aiortc `RTCDtlsTransport` runs on it, and the SCTP transport (data channels) and every
+RTP sender and receiver run on that. An ICE restart changes only the ICE generation
+inside the IceConnection, so DTLS, SCTP and RTP never notice (make before break).
+
+JSEP is applied as RFC 8829 and webrtc-pc define it: `createOffer`/`createAnswer` have no
+side effects; `setLocalDescription` applies local credentials (a change starts an ICE
+restart) and starts gathering; `setRemoteDescription` applies the peer's credentials and
+candidates (a restart offer is applied to ICE when our answer is, since both sides must
+change credentials together). Credentials and `restartIce()` follow `CredentialBook`;
+the signaling state follows the table in `jsep.signaling`. Events are queued with
+`call_soon`, so they fire after the method that caused them has returned, as in browsers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import secrets
+from collections.abc import Callable
+from typing import Any, cast
+
+from aiortc import (
+    RTCCertificate,
+    RTCDataChannel,
+    RTCDataChannelParameters,
+    RTCDtlsTransport,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSctpTransport,
+)
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsFingerprint, RTCDtlsParameters
+from aiortc.rtcrtpreceiver import RemoteStreamTrack
+from aiortc.rtcsctptransport import RTCSctpCapabilities
+from pyee.asyncio import AsyncIOEventEmitter
+
+from .. import jsep as jsep_media
+from .. import sdp as sdplib
+from ..errors import InvalidAccessError, InvalidStateError, OperationError
+from ..ice import Candidate, IceConfig, IceError, IceTransportState
+from ..ice.agent import ICE_CHARS
+from ..jsep.credentials import CredentialBook, Credentials, check_remote_answer
+from ..jsep.signaling import SignalingState, next_state
+from ..runtime import AddressFilter, IceConnection
+from .stats import build_stats
+from .types import (
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCSessionDescription,
+    offer_restart_flag,
+    stun_server_addresses,
+    to_candidate,
+    to_description,
+)
+
+logger = logging.getLogger(__name__)
+
+ICE_OPTIONS = ["trickle"]
+
+
+@dataclasses.dataclass
+class _Applied:
+    """A description that was applied: its type, its parse, the credentials it carries."""
+
+    type: str
+    desc: sdplib.SessionDescription
+    credentials: Credentials
+    candidates: list[str] = dataclasses.field(default_factory=list)  # trickled in later (remote)
+    end_of_candidates: bool = False
+
+
+def _generate_credentials() -> Credentials:
+    """RFC 8839 §5.4 credentials from the OS's CSPRNG (secrets)."""
+    ufrag = "".join(secrets.choice(ICE_CHARS) for _ in range(8))
+    pwd = "".join(secrets.choice(ICE_CHARS) for _ in range(24))
+    return ufrag, pwd
+
+
+def _bundle_tag(desc: sdplib.SessionDescription) -> int:
+    """Index of the m-section whose transport the bundle uses (first accepted one)."""
+    for i, section in enumerate(desc.media):
+        if desc.bundle_tag_index(i) is not None:
+            tag = desc.bundle_tag_index(i)
+            assert tag is not None
+            return tag
+        if not section.rejected:
+            return i
+    return 0
+
+
+class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
+    """A WebRTC peer connection whose ICE restarts keep DTLS, data channels and media alive.
+
+    The W3C API (webrtc-pc), names as in browsers and aiortc; events through `on(name)`.
+    """
+
+    def __init__(self, configuration: RTCConfiguration | None = None) -> None:
+        super().__init__()
+        if configuration is not None and not isinstance(configuration, RTCConfiguration):
+            raise TypeError("configuration must be an RTCConfiguration")
+        self._config = configuration or RTCConfiguration()
+        self._config.validate()
+        self._certificate = RTCCertificate.generateCertificate()
+        self._creds = CredentialBook(_generate_credentials)
+        self._signaling = SignalingState.STABLE
+        self._current_local: _Applied | None = None
+        self._pending_local: _Applied | None = None
+        self._current_remote: _Applied | None = None
+        self._pending_remote: _Applied | None = None
+        self._ice: IceConnection | None = None
+        self._dtls: RTCDtlsTransport | None = None
+        self._sctp: RTCSctpTransport | None = None
+        self._sctp_mid: str | None = None
+        self._sctp_remote: tuple[int, int] | None = None  # (port, max message size)
+        self._data_channel_requested = False
+        self._transceivers: list[RTCRtpTransceiver] = []
+        self._negotiated: dict[int, jsep_media.NegotiatedMedia] = {}  # by id(transceiver)
+        self._media_started: set[tuple[int, str]] = set()
+        self._mids_used: set[str] = set()
+        self._mline_order: list[str] = []  # mids in m-line order once negotiated
+        self._cname = secrets.token_hex(8)
+        self._session_id = random.SystemRandom().getrandbits(62)
+        self._session_version = 0
+        self._local_candidates: dict[str, list[Candidate]] = {}
+        self._gathering_complete: set[str] = set()
+        self._remote_ufrags: set[str] = set()
+        self._deferred_remote: _Applied | None = None  # a restart offer awaiting our answer
+        self._remote_restart = False  # the pending remote offer restarts ICE
+        self._offer_restarted = False  # our pending local offer restarts ICE
+        self._offer_previous: Credentials = self._creds.current  # credentials before that offer
+        self._gathered_once = False
+        self._dtls_role: str | None = None
+        self._transport_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._ice_state = "new"
+        self._connection_state = "new"
+        self._gathering_state = "new"
+        self._negotiation_needed = False
+        self._negotiation_scheduled = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def signalingState(self) -> str:  # noqa: N802
+        """webrtc-pc signalingState."""
+        return self._signaling.value
+
+    @property
+    def iceConnectionState(self) -> str:  # noqa: N802
+        """webrtc-pc iceConnectionState (one bundled transport: its state)."""
+        return self._ice_state
+
+    @property
+    def iceGatheringState(self) -> str:  # noqa: N802
+        """webrtc-pc iceGatheringState."""
+        return self._gathering_state
+
+    @property
+    def connectionState(self) -> str:  # noqa: N802
+        """webrtc-pc connectionState (ICE and DTLS together)."""
+        return self._connection_state
+
+    @property
+    def canTrickleIceCandidates(self) -> bool | None:  # noqa: N802
+        """True when the remote description announced trickle (RFC 8838), None before one."""
+        remote = self._pending_remote or self._current_remote
+        if remote is None:
+            return None
+        desc = remote.desc
+        return "trickle" in desc.ice_options or any(
+            "trickle" in desc.ice_options_for(i) for i in range(len(desc.media))
+        )
+
+    @property
+    def localDescription(self) -> RTCSessionDescription | None:  # noqa: N802
+        """The pending local description if any, else the current one, with candidates so far."""
+        return self._render_local(self._pending_local or self._current_local)
+
+    @property
+    def currentLocalDescription(self) -> RTCSessionDescription | None:  # noqa: N802
+        return self._render_local(self._current_local)
+
+    @property
+    def pendingLocalDescription(self) -> RTCSessionDescription | None:  # noqa: N802
+        return self._render_local(self._pending_local)
+
+    @property
+    def remoteDescription(self) -> RTCSessionDescription | None:  # noqa: N802
+        return self._render_remote(self._pending_remote or self._current_remote)
+
+    @property
+    def currentRemoteDescription(self) -> RTCSessionDescription | None:  # noqa: N802
+        return self._render_remote(self._current_remote)
+
+    @property
+    def pendingRemoteDescription(self) -> RTCSessionDescription | None:  # noqa: N802
+        return self._render_remote(self._pending_remote)
+
+    @property
+    def sctp(self) -> RTCSctpTransport | None:
+        """The SCTP transport once data channels are negotiated."""
+        return self._sctp if self._sctp_mid is not None else None
+
+    @property
+    def iceTransport(self) -> IceConnection | None:  # noqa: N802
+        """Our ICE transport (the one object that lives for the whole connection)."""
+        return self._ice
+
+    # ------------------------------------------------------------------ configuration
+
+    def getConfiguration(self) -> RTCConfiguration:  # noqa: N802
+        """A copy of the configuration in force."""
+        return dataclasses.replace(self._config)
+
+    def setConfiguration(self, configuration: RTCConfiguration) -> None:  # noqa: N802
+        """Change ICE servers, transport policy or timers; they apply from the next gathering."""
+        self._assert_open()
+        if not isinstance(configuration, RTCConfiguration):
+            raise TypeError("configuration must be an RTCConfiguration")
+        configuration.validate()
+        if configuration.bundlePolicy != self._config.bundlePolicy:
+            raise InvalidAccessError("bundlePolicy cannot be changed (InvalidModificationError)")
+        self._config = configuration
+        if self._ice is not None:
+            self._ice.agent.config = self._ice_config()
+
+    def _ice_config(self) -> IceConfig:
+        base = self._config.iceConfig or IceConfig()
+        return dataclasses.replace(base, stun_servers=stun_server_addresses(self._config.iceServers))
+
+    def _address_filter(self) -> AddressFilter:
+        cfg = self._config
+        if cfg.iceTransportPolicy == "relay":
+            return AddressFilter(addresses=())  # no relay candidates yet: gather nothing
+        return AddressFilter(
+            addresses=tuple(cfg.hostAddresses) if cfg.hostAddresses is not None else None,
+            interfaces=tuple(cfg.hostInterfaces) if cfg.hostInterfaces is not None else None,
+            loopback=cfg.includeLoopback,
+        )
+
+    # ------------------------------------------------------------------ transports
+
+    def _ensure_transports(self) -> tuple[IceConnection, RTCDtlsTransport]:
+        """Create the ICE and DTLS transports on first need (they live until close())."""
+        if self._ice is None or self._dtls is None:
+            ice = IceConnection(
+                controlling=True,
+                config=self._ice_config(),
+                address_filter=self._address_filter(),
+                credentials=self._creds.current,
+            )
+            ice.on("candidate", self._on_local_candidate)
+            ice.on("gatheringcomplete", self._on_gathering_complete)
+            ice.on("gatheringstatechange", lambda state: self._set_gathering_state(state.value))
+            ice.on("statechange", self._on_ice_state)
+            ice.on("candidateerror", self._on_candidate_error)
+            dtls = RTCDtlsTransport(cast(Any, ice), [self._certificate])  # the seam: role/_send/_recv
+            dtls.on("statechange", self._update_connection_state)
+            self._ice, self._dtls = ice, dtls
+        return self._ice, self._dtls
+
+    def _on_local_candidate(self, candidate: Candidate, ufrag: str) -> None:
+        self._local_candidates.setdefault(ufrag, []).append(candidate)
+        local = self._pending_local or self._current_local
+        if local is not None and local.credentials[0] == ufrag:
+            event = RTCIceCandidate.from_candidate(candidate, self._first_mid(local), 0, ufrag)
+            self._queue_event("icecandidate", event)
+
+    def _on_gathering_complete(self, ufrag: str) -> None:
+        self._gathering_complete.add(ufrag)
+        local = self._pending_local or self._current_local
+        if local is not None and local.credentials[0] == ufrag:
+            self._queue_event("icecandidate", None)
+
+    def _on_candidate_error(self, event: Any) -> None:
+        self._queue_event("icecandidateerror", event)
+
+    def _on_ice_state(self, state: IceTransportState) -> None:
+        # The state changes when the queued task runs, then the event fires (webrtc-pc
+        # "update the ICE connection state"): handlers see every state, in order.
+        self._queue_call(self._apply_ice_state, state.value)
+
+    def _apply_ice_state(self, value: str) -> None:
+        if self._closed:
+            return
+        if value != self._ice_state:
+            self._ice_state = value
+            self.emit("iceconnectionstatechange")
+        self._apply_connection_state()
+
+    def _set_gathering_state(self, value: str) -> None:
+        self._queue_call(self._apply_gathering_state, value)
+
+    def _apply_gathering_state(self, value: str) -> None:
+        if not self._closed and value != self._gathering_state:
+            self._gathering_state = value
+            self.emit("icegatheringstatechange")
+
+    def _update_connection_state(self) -> None:
+        self._queue_call(self._apply_connection_state)
+
+    def _apply_connection_state(self) -> None:
+        """webrtc-pc RTCPeerConnectionState from the ICE and DTLS states."""
+        if self._closed:
+            return
+        ice = self._ice_state
+        dtls = self._dtls.state if self._dtls is not None else "new"
+        if ice == "failed" or dtls == "failed":
+            state = "failed"
+        elif ice == "disconnected":
+            state = "disconnected"
+        elif ice in ("connected", "completed") and dtls == "connected":
+            state = "connected"
+        elif ice == "new" and dtls in ("new", "closed"):
+            state = "new"
+        else:
+            state = "connecting"
+        if state != self._connection_state:
+            self._connection_state = state
+            self.emit("connectionstatechange")
+
+    # ------------------------------------------------------------------ offers and answers
+
+    async def createOffer(self, options: Any = None, *, iceRestart: bool = False) -> RTCSessionDescription:  # noqa: N802, N803
+        """An offer for the current transceivers and data channels; no side effects.
+
+        `iceRestart=True` (or an RTCOfferOptions dict with it) gives new credentials, the
+        same ones on every call until a local description applies them (RFC 8829 §5.2.1).
+        """
+        self._assert_open()
+        restart = offer_restart_flag(options, iceRestart)
+        creds = self._creds.for_offer(restart)
+        desc = self._build_description("offer", creds, None)
+        return RTCSessionDescription(sdplib.serialize(desc), "offer")
+
+    async def createAnswer(self, options: Any = None) -> RTCSessionDescription:  # noqa: N802
+        """The answer to the pending remote offer; new credentials if the offer restarted ICE."""
+        self._assert_open()
+        if self._signaling not in (SignalingState.HAVE_REMOTE_OFFER, SignalingState.HAVE_LOCAL_PRANSWER):
+            raise InvalidStateError(f"createAnswer needs a remote offer; signaling state is {self.signalingState}")
+        assert self._pending_remote is not None
+        creds = self._creds.for_answer(self._remote_restart)
+        desc = self._build_description("answer", creds, self._pending_remote.desc)
+        return RTCSessionDescription(sdplib.serialize(desc), "answer")
+
+    async def setLocalDescription(self, description: Any = None) -> None:  # noqa: N802
+        """Apply a local offer or answer (implicit when omitted), or roll back."""
+        self._assert_open()
+        if description is None or (
+            isinstance(description, dict | RTCSessionDescription) and not to_description(description).sdp
+        ):
+            sdp_type = to_description(description).type if description is not None else None
+            if sdp_type == "rollback":
+                await self._rollback("local")
+                return
+            if self._signaling in (SignalingState.HAVE_REMOTE_OFFER, SignalingState.HAVE_LOCAL_PRANSWER):
+                description = await self.createAnswer()
+            else:
+                description = await self.createOffer()
+        desc_in = to_description(description)
+        if desc_in.type == "rollback":
+            await self._rollback("local")
+            return
+        new_state = next_state(self._signaling, "local", desc_in.type)
+        parsed = self._parse(desc_in.sdp)
+        creds = self._credentials_of(parsed)
+        ice, _ = self._ensure_transports()
+        first = not self._gathered_once
+        if desc_in.type == "offer" and self._current_remote is None and self._current_local is None:
+            ice.set_role(True)  # RFC 8839 §4.2.3: the offerer controls
+        previous = self._creds.current
+        restarted = self._creds.applied_local(creds)
+        applied = _Applied(desc_in.type, parsed, creds)
+        if desc_in.type == "offer":
+            self._offer_restarted = restarted and not first
+            self._offer_previous = previous
+            self._pending_local = applied
+        else:
+            self._pending_local = applied
+        if restarted and not first:
+            await ice.refresh_addresses()
+            ice.restart(creds)  # make before break: the old pair keeps carrying data
+        if desc_in.type in ("answer", "pranswer") and self._deferred_remote is not None:
+            self._apply_remote_ice(self._deferred_remote, local_ufrag=creds[0])
+            self._deferred_remote = None
+        if first:
+            self._gathered_once = True
+            await ice.gather()
+        self._assign_mids(parsed)
+        self._set_signaling(new_state)
+        if desc_in.type == "answer":
+            self._current_local = applied
+            self._pending_local = None
+            self._current_remote, self._pending_remote = self._pending_remote, None
+            self._remote_restart = False
+            self._creds.answer_applied()
+            self._apply_answer_media(self._current_remote.desc if self._current_remote else None, local=True)
+            self._start_transports()
+        self._update_negotiation_needed()
+
+    async def setRemoteDescription(self, description: Any) -> None:  # noqa: N802
+        """Apply the peer's offer or answer (or roll back a remote offer)."""
+        self._assert_open()
+        desc_in = to_description(description)
+        if desc_in.type == "rollback":
+            await self._rollback("remote")
+            return
+        new_state = next_state(self._signaling, "remote", desc_in.type)
+        parsed = self._parse(desc_in.sdp)
+        try:
+            sdplib.validate_for_webrtc(parsed, desc_in.type)
+        except sdplib.SdpError as exc:
+            raise InvalidAccessError(f"setRemoteDescription: {exc}") from None
+        creds = self._credentials_of(parsed)
+        self._check_fingerprint(parsed)
+        ice, _ = self._ensure_transports()
+        previous_remote = self._current_remote.credentials if self._current_remote else None
+        applied = _Applied(desc_in.type, parsed, creds)
+        if desc_in.type == "offer":
+            self._negotiate_remote_media(parsed, offer=True)
+            if self._current_remote is None and self._current_local is None:
+                ice.set_role(parsed.ice_lite)  # the answerer is controlled, unless the peer is lite
+            self._remote_restart = previous_remote is not None and creds != previous_remote
+            if previous_remote is None and not ice.agent.remote_credentials:
+                self._apply_remote_ice(applied, local_ufrag=None)
+            elif self._remote_restart:
+                self._deferred_remote = applied  # applied with our answer's new credentials
+            else:
+                self._add_remote_candidates(applied)
+            self._pending_remote = applied
+            self._dtls_role = "server" if parsed.setup_for(_bundle_tag(parsed)) == "active" else "client"
+        else:
+            check_remote_answer(self._offer_restarted, previous_remote, creds)
+            assert self._pending_local is not None
+            self._negotiate_remote_media(parsed, offer=False)
+            if ice.agent.remote_credentials is None or ice.agent.remote_credentials != creds:
+                self._apply_remote_ice(applied, local_ufrag=self._pending_local.credentials[0])
+            else:
+                self._add_remote_candidates(applied)
+            setup = parsed.setup_for(_bundle_tag(parsed))
+            self._dtls_role = "client" if setup == "passive" else "server"
+            if desc_in.type == "answer":
+                self._current_remote, self._pending_remote = applied, None
+                self._current_local, self._pending_local = self._pending_local, None
+                self._offer_restarted = False
+                self._creds.answer_applied()
+                self._apply_answer_media(parsed, local=False)
+                self._start_transports()
+            else:
+                self._pending_remote = applied
+        self._remote_ufrags.add(creds[0])
+        self._set_signaling(new_state)
+        self._update_negotiation_needed()
+
+    async def _rollback(self, source: str) -> None:
+        """RFC 8829 §4.1.8.2: discard the pending description; restartIce stays in force."""
+        new_state = next_state(self._signaling, source, "rollback")
+        if source == "local":
+            pending = self._pending_local
+            if pending is not None and self._offer_restarted and self._ice is not None:
+                self._ice.abandon(pending.credentials[0])
+                self._creds.rolled_back(self._offer_previous)
+            self._pending_local = None
+            self._offer_restarted = False
+        else:
+            self._pending_remote = None
+            self._deferred_remote = None
+            self._remote_restart = False
+        self._set_signaling(new_state)
+        self._update_negotiation_needed()
+
+    # ------------------------------------------------------------------ candidates
+
+    async def addIceCandidate(self, candidate: Any = None) -> None:  # noqa: N802
+        """Add a remote candidate, or end-of-candidates (None or an empty candidate).
+
+        The generation is the one named by usernameFragment (or the line's ufrag); an
+        unknown one is OperationError, an older one is ignored (RFC 8838 §9, webrtc-pc).
+        """
+        self._assert_open()
+        init = to_candidate(candidate)
+        remote = self._pending_remote or self._current_remote
+        if remote is None:
+            raise InvalidStateError("addIceCandidate needs a remote description")
+        if init is not None and init.sdpMid is None and init.sdpMLineIndex is None and init.candidate:
+            raise TypeError("a candidate needs sdpMid or sdpMLineIndex")
+        if init is not None and init.candidate:
+            self._check_mid(remote.desc, init)
+        ufrag = init.usernameFragment if init is not None else None
+        newest = remote.credentials[0]
+        if ufrag is not None and ufrag != newest:
+            if ufrag in self._remote_ufrags:
+                logger.debug("ignoring a candidate of an older generation (ufrag %s)", ufrag)
+                return
+            raise OperationError(f"addIceCandidate: no remote description has ufrag {ufrag!r}")
+        if init is None or not init.candidate:
+            remote.end_of_candidates = True
+            if self._deferred_remote is not remote and self._ice is not None:
+                self._ice.add_remote_candidate(None, newest)
+            return
+        parsed = init.parsed
+        if parsed is None:
+            raise OperationError(f"addIceCandidate: malformed candidate {init.candidate[:80]!r}")
+        remote.candidates.append(init.candidate)
+        if self._deferred_remote is remote or self._ice is None:
+            return  # applied with the rest of that generation
+        try:
+            self._ice.add_remote_candidate(parsed.with_ufrag(newest, parsed.generation))
+        except IceError as exc:
+            raise OperationError(f"addIceCandidate: {exc}") from None
+
+    def _check_mid(self, desc: sdplib.SessionDescription, init: RTCIceCandidate) -> None:
+        if init.sdpMid is not None:
+            if desc.media_index(init.sdpMid) is None:
+                raise OperationError(f"addIceCandidate: no m-section has mid {init.sdpMid!r}")
+        elif init.sdpMLineIndex is not None and init.sdpMLineIndex >= len(desc.media):
+            raise OperationError(f"addIceCandidate: sdpMLineIndex {init.sdpMLineIndex} is out of range")
+
+    def restartIce(self) -> None:  # noqa: N802
+        """webrtc-pc restartIce(): the next offer carries new credentials; fires negotiationneeded."""
+        if self._closed:
+            return
+        self._creds.restart_ice()
+        self._update_negotiation_needed()
+
+    # ------------------------------------------------------------------ media and data
+
+    def createDataChannel(  # noqa: N802
+        self,
+        label: str,
+        maxPacketLifeTime: int | None = None,  # noqa: N803
+        maxRetransmits: int | None = None,  # noqa: N803
+        ordered: bool = True,
+        protocol: str = "",
+        negotiated: bool = False,
+        id: int | None = None,  # noqa: A002 - W3C name
+    ) -> RTCDataChannel:
+        """A data channel (RTCDataChannelInit options as keywords)."""
+        self._assert_open()
+        if maxPacketLifeTime is not None and maxRetransmits is not None:
+            raise TypeError("maxPacketLifeTime and maxRetransmits are mutually exclusive")
+        if negotiated and id is None:
+            raise TypeError("a negotiated data channel needs an id")
+        if len(label.encode()) > 65535 or len(protocol.encode()) > 65535:
+            raise TypeError("label and protocol must be at most 65535 bytes")
+        sctp = self._ensure_sctp()
+        params = RTCDataChannelParameters(
+            label=label,
+            maxPacketLifeTime=maxPacketLifeTime,
+            maxRetransmits=maxRetransmits,
+            ordered=ordered,
+            protocol=protocol,
+            negotiated=negotiated,
+            id=id,
+        )
+        channel = RTCDataChannel(sctp, params)
+        if not self._data_channel_requested:
+            self._data_channel_requested = True
+            self._update_negotiation_needed()
+        return channel
+
+    def _ensure_sctp(self) -> RTCSctpTransport:
+        if self._sctp is None:
+            _, dtls = self._ensure_transports()
+            self._sctp = RTCSctpTransport(dtls)
+            self._sctp.on("datachannel", lambda channel: self.emit("datachannel", channel))
+        return self._sctp
+
+    def addTrack(self, track: MediaStreamTrack, *streams: Any) -> RTCRtpSender:  # noqa: N802
+        """Send `track`: reuse a free transceiver of its kind or add a sendrecv one."""
+        self._assert_open()
+        if track.kind not in ("audio", "video"):
+            raise TypeError(f"unsupported track kind {track.kind!r}")
+        if any(t.sender.track is track for t in self._transceivers):
+            raise InvalidAccessError("this track already has a sender")
+        for t in self._transceivers:
+            if t.kind == track.kind and t.sender.track is None and not t.stopped and t.currentDirection in (None, "recvonly", "inactive"):
+                t.sender.replaceTrack(track)
+                t.direction = "sendrecv" if t.direction in ("recvonly", "sendrecv") else "sendonly"
+                self._update_negotiation_needed()
+                return t.sender
+        transceiver = self._new_transceiver(track.kind, "sendrecv", track)
+        return transceiver.sender
+
+    def addTransceiver(self, trackOrKind: Any, direction: str = "sendrecv") -> RTCRtpTransceiver:  # noqa: N802, N803
+        """A transceiver for a track or a kind ("audio"/"video")."""
+        self._assert_open()
+        if direction not in ("sendrecv", "sendonly", "recvonly", "inactive"):
+            raise TypeError(f"invalid direction {direction!r}")
+        if isinstance(trackOrKind, str):
+            if trackOrKind not in ("audio", "video"):
+                raise TypeError(f"invalid kind {trackOrKind!r}")
+            return self._new_transceiver(trackOrKind, direction, None)
+        return self._new_transceiver(trackOrKind.kind, direction, trackOrKind)
+
+    def _new_transceiver(self, kind: str, direction: str, track: MediaStreamTrack | None) -> RTCRtpTransceiver:
+        _, dtls = self._ensure_transports()
+        sender = RTCRtpSender(track or kind, dtls)
+        receiver = RTCRtpReceiver(kind, dtls)
+        transceiver = RTCRtpTransceiver(kind=kind, receiver=receiver, sender=sender, direction=direction)
+        transceiver._codecs = jsep_media.local_codecs(kind)
+        self._transceivers.append(transceiver)
+        self._update_negotiation_needed()
+        return transceiver
+
+    def getTransceivers(self) -> list[RTCRtpTransceiver]:  # noqa: N802
+        return list(self._transceivers)
+
+    def getSenders(self) -> list[RTCRtpSender]:  # noqa: N802
+        return [t.sender for t in self._transceivers]
+
+    def getReceivers(self) -> list[RTCRtpReceiver]:  # noqa: N802
+        return [t.receiver for t in self._transceivers]
+
+    async def getStats(self) -> dict[str, Any]:  # noqa: N802
+        """An RTCStatsReport: a dict of stats objects keyed by id (W3C field names)."""
+        reports: list[dict[str, Any]] = []
+        for t in self._transceivers:
+            if (id(t), "send") in self._media_started:
+                reports.append(dict(await t.sender.getStats()))
+            if (id(t), "recv") in self._media_started:
+                reports.append(dict(await t.receiver.getStats()))
+        return build_stats(self._ice, self._dtls, self._sctp, reports)
+
+    async def close(self) -> None:
+        """Close everything; states become closed without events (webrtc-pc close())."""
+        if self._closed:
+            return
+        self._closed = True
+        self._signaling = SignalingState.CLOSED
+        if self._transport_task is not None:
+            self._transport_task.cancel()
+        for t in self._transceivers:
+            await t.stop()
+        if self._sctp is not None:
+            await self._sctp.stop()
+        if self._dtls is not None:
+            await self._dtls.stop()
+        if self._ice is not None:
+            await self._ice.close()
+        self._ice_state = "closed"
+        self._connection_state = "closed"
+        self.remove_all_listeners()
+
+    # ------------------------------------------------------------------ internals: SDP
+
+    def _assert_open(self) -> None:
+        if self._closed:
+            raise InvalidStateError("the RTCPeerConnection is closed")
+
+    def _parse(self, text: str) -> sdplib.SessionDescription:
+        try:
+            return sdplib.parse(text)
+        except sdplib.SdpError as exc:
+            raise OperationError(f"failed to parse the session description: {exc}") from None
+
+    def _credentials_of(self, desc: sdplib.SessionDescription) -> Credentials:
+        if not desc.media:
+            raise InvalidAccessError("the description has no m-section")
+        ufrag, pwd = desc.media_ice_credentials(_bundle_tag(desc))
+        if not ufrag or not pwd:
+            raise InvalidAccessError("the description has no ice-ufrag/ice-pwd")
+        return ufrag, pwd
+
+    def _check_fingerprint(self, desc: sdplib.SessionDescription) -> None:
+        prints = desc.fingerprint_for(_bundle_tag(desc))
+        if not any(alg in ("sha-256", "sha-384", "sha-512", "sha-1") for alg, _ in prints):
+            raise InvalidAccessError("the description has no usable a=fingerprint")
+
+    def _first_mid(self, applied: _Applied) -> str:
+        media = applied.desc.media
+        tag = _bundle_tag(applied.desc)
+        return media[tag].mid or "0" if media else "0"
+
+    def _render_local(self, applied: _Applied | None) -> RTCSessionDescription | None:
+        """The applied local description with the candidates gathered so far (trickle)."""
+        if applied is None:
+            return None
+        desc = dataclasses.replace(applied.desc, media=[dataclasses.replace(m) for m in applied.desc.media])
+        ufrag = applied.credentials[0]
+        tag = _bundle_tag(desc)
+        if desc.media:
+            section = desc.media[tag]
+            section.candidates = [
+                c.with_ufrag(ufrag, c.generation).to_sdp() for c in self._local_candidates.get(ufrag, [])
+            ]
+            section.end_of_candidates = ufrag in self._gathering_complete
+        return RTCSessionDescription(sdplib.serialize(desc), applied.type)
+
+    def _render_remote(self, applied: _Applied | None) -> RTCSessionDescription | None:
+        if applied is None:
+            return None
+        if not applied.candidates and not applied.end_of_candidates:
+            return RTCSessionDescription(sdplib.serialize(applied.desc), applied.type)
+        desc = dataclasses.replace(applied.desc, media=[dataclasses.replace(m) for m in applied.desc.media])
+        tag = desc.media[_bundle_tag(desc)]
+        tag.candidates = list(tag.candidates) + [c.removeprefix("a=") for c in applied.candidates]
+        tag.end_of_candidates = tag.end_of_candidates or applied.end_of_candidates
+        return RTCSessionDescription(sdplib.serialize(desc), applied.type)
+
+    def _assign_mids(self, desc: sdplib.SessionDescription) -> None:
+        self._mline_order = [m.mid or str(i) for i, m in enumerate(desc.media)]
+
+    def _allocate_mid(self) -> str:
+        n = 0
+        while str(n) in self._mids_used:
+            n += 1
+        mid = str(n)
+        self._mids_used.add(mid)
+        return mid
+
+    def _transceiver_by_mid(self, mid: str) -> RTCRtpTransceiver | None:
+        return next((t for t in self._transceivers if t.mid == mid), None)
+
+    def _ssrc_info(self, t: RTCRtpTransceiver) -> jsep_media.SsrcInfo | None:
+        if t.direction not in ("sendrecv", "sendonly"):
+            return None
+        return jsep_media.SsrcInfo(
+            ssrc=t.sender._ssrc,
+            rtx_ssrc=t.sender._rtx_ssrc if t.kind == "video" else None,
+            cname=self._cname,
+            stream_id=t.sender._stream_id,
+            track_id=t.sender._track_id,
+        )
+
+    def _build_description(
+        self, sdp_type: str, creds: Credentials, remote: sdplib.SessionDescription | None
+    ) -> sdplib.SessionDescription:
+        """An offer (remote None) or the answer to `remote`, with our transport attributes."""
+        sections: list[sdplib.MediaSection] = []
+        if remote is None:
+            for t in self._transceivers:
+                if t.mid is None and not t.stopped:
+                    t._set_mid(self._allocate_mid())
+            if self._data_channel_requested and self._sctp_mid is None:
+                self._sctp_mid = self._allocate_mid()
+            mids = list(self._mline_order)
+            mids += [t.mid for t in self._transceivers if t.mid is not None and t.mid not in mids]
+            if self._sctp_mid is not None and self._sctp_mid not in mids:
+                mids.append(self._sctp_mid)
+            for mid in mids:
+                if mid == self._sctp_mid:
+                    sections.append(jsep_media.application_section(mid))
+                    continue
+                found = self._transceiver_by_mid(mid)
+                if found is None:
+                    continue
+                sections.append(
+                    jsep_media.offer_media_section(
+                        found.kind, mid, found.direction, found._codecs or jsep_media.local_codecs(found.kind),
+                        jsep_media.local_header_extensions(found.kind), self._ssrc_info(found),
+                    )
+                )  # fmt: skip
+        else:
+            for section in remote.media:
+                sections.append(self._answer_section(section))
+        accepted = [s.mid for s in sections if s.mid is not None and s.port != 0]
+        setup = "actpass" if sdp_type == "offer" else ("passive" if self._dtls_role == "server" else "active")
+        fingerprint = [(f.algorithm.lower(), f.value.upper()) for f in self._certificate.getFingerprints()]
+        for section in sections:
+            if section.port == 0:
+                continue
+            section.ice_ufrag, section.ice_pwd = creds
+            section.ice_options = list(ICE_OPTIONS)
+            section.fingerprints = list(fingerprint)
+            section.setup = setup
+            section.rtcp_mux = section.kind != "application"
+        self._session_version += 1
+        desc = sdplib.SessionDescription(
+            origin=sdplib.Origin("-", self._session_id, self._session_version, "IN", "IP4", "127.0.0.1"),
+            media=sections,
+            group_bundle=[accepted] if accepted else [],
+            msid_semantic="WMS *",
+        )
+        return desc
+
+    def _answer_section(self, remote: sdplib.MediaSection) -> sdplib.MediaSection:
+        mid = remote.mid or ""
+        if remote.rejected:
+            return jsep_media.rejected_section(remote)
+        if remote.kind == "application" and "webrtc-datachannel" in remote.formats:
+            self._ensure_sctp()
+            self._sctp_mid = mid
+            self._mids_used.add(mid)
+            return jsep_media.application_section(mid)
+        t = self._transceiver_by_mid(mid)
+        negotiated = self._negotiated.get(id(t)) if t is not None else None
+        if t is None or negotiated is None:
+            return jsep_media.rejected_section(remote)
+        direction = jsep_media.answer_direction(t.direction, remote.direction or "sendrecv")
+        ssrc = self._ssrc_info(t) if direction in ("sendrecv", "sendonly") else None
+        return jsep_media.answer_media_section(remote, negotiated, direction, ssrc)
+
+    def _negotiate_remote_media(self, desc: sdplib.SessionDescription, *, offer: bool) -> None:
+        """Match remote m-sections to transceivers (creating recvonly ones for new offers)."""
+        for index, section in enumerate(desc.media):
+            mid = section.mid or str(index)
+            self._mids_used.add(mid)
+            if section.kind == "application":
+                if section.rejected:
+                    continue
+                self._ensure_sctp()
+                self._sctp_mid = mid
+                self._sctp_remote = (section.sctp_port or 5000, section.max_message_size or 65536)
+                continue
+            if section.kind not in ("audio", "video") or section.rejected:
+                continue
+            t = self._transceiver_by_mid(mid)
+            if t is None and offer:
+                free = (x for x in self._transceivers if x.mid is None and x.kind == section.kind and not x.stopped)
+                t = next(free, None) or self._new_transceiver(section.kind, "recvonly", None)
+                t._set_mid(mid)
+            if t is None:
+                continue
+            try:
+                self._negotiated[id(t)] = jsep_media.negotiate_remote_section(section, section.kind)
+            except jsep_media.MediaNegotiationError as exc:
+                logger.info("m-section %s: %s", mid, exc)
+                self._negotiated.pop(id(t), None)
+
+    def _apply_answer_media(self, remote: sdplib.SessionDescription | None, *, local: bool) -> None:
+        """After an answer: the current direction of every transceiver, track events."""
+        if remote is None:
+            return
+        for index, section in enumerate(remote.media):
+            mid = section.mid or str(index)
+            t = self._transceiver_by_mid(mid)
+            if t is None or id(t) not in self._negotiated:
+                continue
+            remote_dir = section.direction or "sendrecv"
+            if local:
+                current = jsep_media.answer_direction(t.direction, remote_dir)
+            else:
+                current = _reverse(remote_dir)
+            previous = t.currentDirection
+            t._setCurrentDirection(current)
+            receiving = current in ("sendrecv", "recvonly")
+            if receiving and (previous not in ("sendrecv", "recvonly")):
+                if t.receiver._track is None:
+                    t.receiver._track = RemoteStreamTrack(kind=t.kind)
+                self._queue_event("track", t.receiver._track)
+
+    def _apply_remote_ice(self, applied: _Applied, *, local_ufrag: str | None) -> None:
+        assert self._ice is not None
+        ufrag, pwd = applied.credentials
+        try:
+            self._ice.set_remote_credentials(ufrag, pwd, local_ufrag=local_ufrag, lite=applied.desc.ice_lite)
+        except IceError as exc:
+            raise InvalidAccessError(f"ICE credentials: {exc}") from None
+        self._add_remote_candidates(applied)
+
+    def _add_remote_candidates(self, applied: _Applied) -> None:
+        """The candidates carried in the description itself and those trickled since."""
+        assert self._ice is not None
+        ufrag = applied.credentials[0]
+        lines: list[str] = []
+        for section in applied.desc.media:
+            lines.extend(section.candidates)
+        lines.extend(applied.candidates)
+        for line in lines:
+            try:
+                cand = Candidate.from_sdp(line)
+            except ValueError:
+                logger.info("ignoring a malformed remote candidate: %.80s", line)
+                continue
+            if cand.ufrag is not None and cand.ufrag != ufrag:
+                continue
+            try:
+                self._ice.add_remote_candidate(cand.with_ufrag(ufrag, cand.generation))
+            except IceError:
+                continue
+        if applied.end_of_candidates or any(s.end_of_candidates for s in applied.desc.media):
+            self._ice.add_remote_candidate(None, ufrag)
+
+    # ------------------------------------------------------------------ internals: transports
+
+    def _start_transports(self) -> None:
+        """After an answer: start DTLS once ICE connects, then SCTP and media; later, new media."""
+        if self._transport_task is None:
+            self._transport_task = asyncio.ensure_future(self._run_transports())
+        elif self._dtls is not None and self._dtls.state == "connected":
+            asyncio.ensure_future(self._start_upper())
+
+    async def _run_transports(self) -> None:
+        ice, dtls = self._ensure_transports()
+        up = (IceTransportState.CONNECTED, IceTransportState.COMPLETED)
+        await ice.wait_for_state(lambda s: s in up or s is IceTransportState.CLOSED)
+        if self._closed or ice.state is IceTransportState.CLOSED:
+            return
+        remote = self._current_remote
+        assert remote is not None
+        prints = remote.desc.fingerprint_for(_bundle_tag(remote.desc))
+        params = RTCDtlsParameters(fingerprints=[RTCDtlsFingerprint(algorithm=a, value=v) for a, v in prints])
+        dtls._set_role(self._dtls_role or "client")
+        try:
+            await dtls.start(params)
+        except Exception as exc:  # a failed handshake makes connectionState failed
+            logger.warning("DTLS failed: %s", exc)
+            self._update_connection_state()
+            return
+        self._update_connection_state()
+        await self._start_upper()
+
+    async def _start_upper(self) -> None:
+        """Start SCTP and every negotiated sender and receiver not yet started."""
+        if self._closed:
+            return
+        if self._sctp is not None and self._sctp_mid is not None and self._sctp_remote is not None:
+            port, max_size = self._sctp_remote
+            await self._sctp.start(RTCSctpCapabilities(maxMessageSize=max_size), port)
+        for t in self._transceivers:
+            negotiated = self._negotiated.get(id(t))
+            if negotiated is None or t.mid is None or t.currentDirection is None:
+                continue
+            if t.currentDirection in ("sendrecv", "sendonly") and (id(t), "send") not in self._media_started:
+                info = self._ssrc_info(t)
+                if info is not None:
+                    self._media_started.add((id(t), "send"))
+                    await t.sender.send(jsep_media.send_parameters(negotiated, info, t.mid))
+            if t.currentDirection in ("sendrecv", "recvonly") and (id(t), "recv") not in self._media_started:
+                self._media_started.add((id(t), "recv"))
+                await t.receiver.receive(jsep_media.receive_parameters(negotiated, t.mid))
+
+    # ------------------------------------------------------------------ internals: events
+
+    def _queue_event(self, name: str, *args: Any) -> None:
+        """Fire an event on a later loop turn, after the current method returned."""
+        self._queue_call(self._fire, name, args)
+
+    def _queue_call(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_soon(fn, *args)
+
+    def _fire(self, name: str, args: tuple[Any, ...]) -> None:
+        if self._closed:
+            return
+        self.emit(name, *args)
+
+    def _set_signaling(self, state: SignalingState) -> None:
+        if state is not self._signaling:
+            self._signaling = state
+            if state is not SignalingState.STABLE:
+                self._negotiation_needed = False  # re-checked on the way back to stable
+            self._queue_event("signalingstatechange")
+
+    def _needs_negotiation(self) -> bool:
+        """webrtc-pc "check if negotiation is needed", for what we support."""
+        if self._creds.restart_pending():
+            return True
+        if self._data_channel_requested and self._sctp_mid is None:
+            return True
+        local = self._current_local
+        for t in self._transceivers:
+            if t.stopped:
+                continue
+            if t.mid is None or local is None or local.desc.media_index(t.mid) is None:
+                return True
+            section = local.desc.media[local.desc.media_index(t.mid) or 0]
+            if local.type == "offer" and section.direction != t.direction:
+                return True
+        return False
+
+    def _update_negotiation_needed(self) -> None:
+        if self._closed or self._signaling is not SignalingState.STABLE:
+            return
+        if not self._needs_negotiation():
+            self._negotiation_needed = False
+            return
+        if self._negotiation_needed:
+            return
+        self._negotiation_needed = True
+        self._queue_negotiation_needed()
+
+    def _queue_negotiation_needed(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_soon(self._fire_negotiation_needed)
+
+    def _fire_negotiation_needed(self) -> None:
+        # Re-checked when it fires: it may have been negotiated meanwhile (webrtc-pc §4.7.3).
+        if self._closed or self._signaling is not SignalingState.STABLE or not self._needs_negotiation():
+            self._negotiation_needed = False
+            return
+        self.emit("negotiationneeded")
+
+
+def _reverse(direction: str) -> str:
+    return {"sendonly": "recvonly", "recvonly": "sendonly"}.get(direction, direction)
+
+
+WaitPredicate = Callable[[str], bool]
