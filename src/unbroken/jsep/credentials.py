@@ -80,6 +80,10 @@ def check_remote_answer(
         return
     changed = answer_remote != previous_remote
     if offered_restart and not changed:
-        raise InvalidAccessError("the answer to an ICE restart offer must carry new ice-ufrag and ice-pwd")
+        raise InvalidAccessError(
+            "the answer to an ICE restart offer must carry new ice-ufrag and ice-pwd"
+        )
     if not offered_restart and changed:
-        raise InvalidAccessError("the answer changed ice-ufrag/ice-pwd although the offer did not restart ICE")
+        raise InvalidAccessError(
+            "the answer changed ice-ufrag/ice-pwd although the offer did not restart ICE"
+        )
