@@ -11,12 +11,20 @@ that), so that their sockets and interface lists are the namespace's.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from .browser import Changes
 
-__all__ = ["PYTHON_PEERS", "PYTHON_PEER_ADDRESS", "AiortcPeer", "PeerChannel", "PythonPeer"]
+__all__ = [
+    "PYTHON_PEERS",
+    "PYTHON_PEER_ADDRESS",
+    "AiortcPeer",
+    "PeerChannel",
+    "PythonPeer",
+    "UnbrokenPeer",
+]
 
 #: aioice (aiortc) never offers 127.0.0.1 as a host candidate, so the namespace gets a
 #: second loopback address for the Python peer. Chromium gathers 127.0.0.1.
@@ -34,6 +42,8 @@ class PeerChannel:
         self.channel = channel
         self.label: str = channel.label
         self.messages: list[str | bytes] = []
+        #: time.monotonic() at which each message arrived, parallel to `messages`.
+        self.arrivals: list[float] = []
         self._changed = Changes()
         channel.on("message", self._on_message)
         channel.on("open", self._changed.notify)
@@ -41,6 +51,7 @@ class PeerChannel:
 
     def _on_message(self, message: str | bytes) -> None:
         self.messages.append(message)
+        self.arrivals.append(time.monotonic())
         self._changed.notify()
 
     async def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -182,6 +193,164 @@ class AiortcPeer:
         return {"type": description.type, "sdp": description.sdp}
 
 
+class UnbrokenPeer:
+    """Our RTCPeerConnection behind the PythonPeer interface; it trickles.
+
+    Host candidates only on the namespace's second loopback address (like aiortc's), so
+    the two peers in a test never share an address by accident. Every state change is
+    recorded in `history` as (property, value), in the order the events fired, and
+    trickled candidates go to `candidates` (None ends a gathering round).
+    """
+
+    name = "unbroken"
+
+    STATES = (
+        ("iceconnectionstatechange", "iceConnectionState"),
+        ("connectionstatechange", "connectionState"),
+        ("signalingstatechange", "signalingState"),
+        ("icegatheringstatechange", "iceGatheringState"),
+    )
+
+    def __init__(self, address: str = PYTHON_PEER_ADDRESS, **options: Any) -> None:
+        from unbroken import RTCConfiguration, RTCPeerConnection
+
+        self.pc = RTCPeerConnection(RTCConfiguration(hostAddresses=[address], **options))
+        self.candidates: asyncio.Queue[dict[str, Any] | None] | None = asyncio.Queue()
+        self.gathered: list[dict[str, Any] | None] = []
+        self.history: list[tuple[str, str]] = []
+        self.negotiation_needed = 0
+        self._channels: dict[str, PeerChannel] = {}
+        self._tracks: list[Any] = []
+        self._changed = Changes()
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("track", self._on_track)
+        self.pc.on("icecandidate", self._on_candidate)
+        self.pc.on("negotiationneeded", self._on_negotiation_needed)
+        for event, prop in self.STATES:
+            self.pc.on(event, self._recorder(prop))
+
+    def _recorder(self, prop: str) -> Callable[[], None]:
+        def record() -> None:
+            self.history.append((prop, getattr(self.pc, prop)))
+            self._changed.notify()
+
+        return record
+
+    def _on_candidate(self, candidate: Any) -> None:
+        init = candidate.toJSON() if candidate is not None else None
+        self.gathered.append(init)
+        assert self.candidates is not None
+        self.candidates.put_nowait(init)
+        self._changed.notify()
+
+    def _on_negotiation_needed(self) -> None:
+        self.negotiation_needed += 1
+        self._changed.notify()
+
+    def _on_datachannel(self, channel: Any) -> None:
+        self._channels[channel.label] = PeerChannel(channel)
+        self._changed.notify()
+
+    def _on_track(self, track: Any) -> None:
+        self._tracks.append(track)
+        self._changed.notify()
+
+    def state_history(self, prop: str) -> list[str]:
+        """The successive values of one state property reported by events so far."""
+        return [value for name, value in self.history if name == prop]
+
+    async def wait_until(
+        self, predicate: Callable[[], bool], what: str | Callable[[], str], timeout: float = 10.0
+    ) -> None:
+        """Wait until `predicate()` holds, re-checked at every event of this peer."""
+        try:
+            await self._changed.wait_for(predicate, timeout)
+        except asyncio.TimeoutError:
+            text = what() if callable(what) else what
+            raise AssertionError(
+                f"unbroken peer: timed out after {timeout}s waiting for {text} "
+                f"(signalingState={self.pc.signalingState}, "
+                f"iceConnectionState={self.pc.iceConnectionState}, "
+                f"connectionState={self.pc.connectionState}; history: {self.history})"
+            ) from None
+
+    async def wait_for_state(
+        self, prop: str, state: str, since: int = 0, timeout: float = 10.0
+    ) -> None:
+        """Wait until an event from `history[since:]` on reported `prop` == `state`."""
+        await self.wait_until(
+            lambda: (prop, state) in self.history[since:], f"{prop} {state!r}", timeout
+        )
+
+    async def wait_negotiation_needed(self, count: int = 1, timeout: float = 10.0) -> None:
+        """Wait until negotiationneeded has fired at least `count` times in total."""
+        await self.wait_until(
+            lambda: self.negotiation_needed >= count,
+            lambda: f"negotiationneeded x{count} (seen {self.negotiation_needed})",
+            timeout,
+        )
+
+    async def next_candidate(self, timeout: float = 10.0) -> dict[str, Any] | None:
+        """The next trickled candidate (None at the end of a gathering round)."""
+        assert self.candidates is not None
+        try:
+            return await asyncio.wait_for(self.candidates.get(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(
+                f"unbroken peer: no ICE candidate within {timeout}s (gathered: {self.gathered})"
+            ) from None
+
+    def create_data_channel(self, label: str) -> PeerChannel:
+        channel = PeerChannel(self.pc.createDataChannel(label))
+        self._channels[label] = channel
+        return channel
+
+    def add_audio_track(self) -> None:
+        from aiortc.mediastreams import AudioStreamTrack
+
+        self.pc.addTrack(AudioStreamTrack())  # 20 ms frames of silence, sent as Opus
+
+    async def offer(self, ice_restart: bool = False) -> dict[str, str]:
+        """createOffer (with iceRestart if asked) and setLocalDescription; the local offer."""
+        await self.pc.setLocalDescription(await self.pc.createOffer(iceRestart=ice_restart))
+        return self.local()
+
+    async def answer(self, offer: dict[str, str]) -> dict[str, str]:
+        await self.pc.setRemoteDescription(offer)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.local()
+
+    async def accept(self, answer: dict[str, str]) -> None:
+        await self.pc.setRemoteDescription(answer)
+
+    async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
+        await self.pc.addIceCandidate(candidate)
+
+    async def wait_channel(self, label: str, timeout: float = 10.0) -> PeerChannel:
+        await self.wait_until(lambda: label in self._channels, f"data channel {label!r}", timeout)
+        channel = self._channels[label]
+        await channel.wait_open(timeout)
+        return channel
+
+    async def wait_track(self, kind: str, timeout: float = 10.0) -> Any:
+        await self.wait_until(
+            lambda: any(t.kind == kind for t in self._tracks), f"{kind} track", timeout
+        )
+        return next(t for t in self._tracks if t.kind == kind)
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+    def local(self) -> dict[str, str]:
+        """localDescription as a signalling dict, with the candidates gathered so far."""
+        description = self.pc.localDescription
+        assert description is not None
+        return {"type": description.type, "sdp": description.sdp}
+
+
 #: Python peer implementations by name; every test that takes `python_peer` runs once
 #: per entry.
-PYTHON_PEERS: dict[str, Callable[[], PythonPeer]] = {"aiortc": AiortcPeer}
+PYTHON_PEERS: dict[str, Callable[[], PythonPeer]] = {
+    "aiortc": AiortcPeer,
+    "unbroken": UnbrokenPeer,
+}

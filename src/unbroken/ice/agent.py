@@ -28,11 +28,13 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import stun
-from ..addresses import Address, Transmit
+from ..addresses import Address, Transmit, normalize_ip
 from .candidate import (
+    CANDIDATE_TYPES,
+    MAX_PRIORITY,
     Candidate,
     candidate_priority,
     foundation_for,
@@ -117,6 +119,29 @@ def validate_credentials(ufrag: str, pwd: str) -> None:
 
 def _family(host: str) -> int:
     return 6 if ":" in host else 4
+
+
+def _checked_remote(cand: Candidate) -> Candidate | None:
+    """`cand` with its address in canonical form, or None when it is out of range.
+
+    The ranges of RFC 8839 §5.1 and RFC 8445 §5.1.2.1 (what from_sdp enforces), for
+    candidates built in code rather than parsed.
+    """
+    if (
+        cand.type not in CANDIDATE_TYPES
+        or not isinstance(cand.port, int)
+        or not 1 <= cand.port <= 65535
+        or not isinstance(cand.priority, int)
+        or not 1 <= cand.priority <= MAX_PRIORITY
+        or not isinstance(cand.host, str)
+        or "%" in cand.host  # a zone id names one of the peer's interfaces
+    ):
+        return None
+    try:
+        host = normalize_ip(cand.host)
+    except ValueError:
+        return None
+    return cand if host == cand.host else replace(cand, host=host)
 
 
 class IceAgent:
@@ -246,6 +271,8 @@ class IceAgent:
         for tid, tx in list(self._transactions.items()):
             if tx.local == address:
                 del self._transactions[tid]
+                if tx.kind == "srflx":
+                    self._srflx_done(tx.generation)  # never answered: gathering goes on
         if self._selected is not None and self._selected.base == address:
             self._lose_selected(now, "local address removed")
         self._update_state(now)
@@ -336,7 +363,8 @@ class IceAgent:
 
         No ufrag means the newest generation with remote credentials (RFC 8838 §13). An
         unknown ufrag raises UnknownGenerationError. Returns False when the candidate was
-        dropped (older generation, unusable, duplicate or over the limit).
+        dropped (older generation, unusable or out of range, after end-of-candidates,
+        duplicate or over the limit).
         """
         if self._closed:
             raise IceError("the agent is closed")
@@ -346,6 +374,15 @@ class IceAgent:
             return False
         if candidate.transport != "udp" or candidate.component != 1:
             self.counters["remote_candidate_unusable"] += 1
+            return False
+        checked = _checked_remote(candidate)
+        if checked is None:
+            self.counters["remote_candidate_invalid"] += 1
+            return False
+        candidate = checked
+        if gen.remote_end_of_candidates:
+            # RFC 8838 §13: after end-of-candidates, newly received candidates are ignored.
+            self.counters["remote_candidate_after_end"] += 1
             return False
         if any(c.address == candidate.address for c in gen.remote_candidates):
             self.counters["remote_candidate_duplicate"] += 1
@@ -401,7 +438,10 @@ class IceAgent:
         """
         if self._closed:
             return None
-        if data and data[0] < 4:  # RFC 7983 §7: 0..3 is STUN
+        if not data:
+            self.counters["empty_datagram"] += 1  # nothing to demultiplex; DTLS would choke
+            return None
+        if data[0] < 4:  # RFC 7983 §7: 0..3 is STUN
             self._receive_stun(data, local, remote, now)
             return None
         pair = self._selected
@@ -596,11 +636,7 @@ class IceAgent:
         self._update_gathering_state()
 
     def _check_gathering_complete(self, gen: Generation) -> None:
-        if (
-            gen.gathering_started
-            and not gen.gathering_complete
-            and gen.srflx_pending <= 0
-        ):
+        if gen.gathering_started and not gen.gathering_complete and gen.srflx_pending <= 0:
             gen.gathering_complete = True
             self._events.append(GatheringComplete(gen.ufrag, gen.index))
             self._update_gathering_state()
@@ -855,15 +891,6 @@ class IceAgent:
         if local not in self._bases:
             self.counters["stun_on_unknown_base"] += 1
             return
-        if msg.unknown_required:
-            self._respond(
-                stun.error_response(msg, 420, "Unknown Attribute", unknown=msg.unknown_required),
-                local,
-                remote,
-                None,
-            )
-            self.counters["stun_rejected_420"] += 1
-            return
         if msg.username is None or not msg.has_integrity:
             self._reject(msg, local, remote, 400, "Bad Request")  # RFC 5389 §10.1.2
             return
@@ -875,6 +902,23 @@ class IceAgent:
         key = stun.short_term_key(gen.pwd)
         if not stun.check_integrity(msg, key):
             self._reject(msg, local, remote, 401, "Unauthorized")
+            return
+        known = gen.pairs_by_path.get((local, remote))
+        if known is not None and known.consent_revoked:
+            # RFC 7675 §5.1: after consent is lost these credentials are never used on
+            # that 5-tuple again, not even to answer (only a restart brings it back).
+            self.counters["stun_on_revoked_pair"] += 1
+            return
+        if msg.unknown_required:
+            # RFC 5389 §7.3: after authentication, so the 420 is signed (§10.1.2).
+            unknown = msg.unknown_required
+            self._respond(
+                stun.error_response(msg, 420, "Unknown Attribute", unknown=unknown),
+                local,
+                remote,
+                key,
+            )
+            self.counters["stun_rejected_420"] += 1
             return
         if msg.priority is None or (msg.ice_controlling is None and msg.ice_controlled is None):
             self._reject(msg, local, remote, 400, "Bad Request")  # RFC 8445 §7.1.1
@@ -1016,14 +1060,25 @@ class IceAgent:
         pair = tx.pair
         assert pair is not None
         code = msg.error_code[0] if msg.error_code else 0
-        if code == 487 and tx.kind == "check":
-            # RFC 8445 §7.2.5.1: switch role, then check the pair again.
-            self._set_role(not self._controlling)
-            if not gen.draining:
-                gen.triggered.append(pair)
+        if code == 487:
+            # RFC 8445 §7.2.5.1: take the role opposite to the one the check carried, "if
+            # it has not already done so" (a second 487 must not flip it back), then check
+            # the pair again (a consent check is simply repeated at its next interval).
+            sent_controlling = stun.decode(tx.data).ice_controlling is not None
+            self._set_role(not sent_controlling)
+            if tx.kind == "check":
+                if gen.nominating is pair:
+                    gen.nominating = None
+                if not gen.draining:
+                    gen.triggered.append(pair)
             return
-        if code == 403 or tx.kind == "consent":
-            self._revoke_consent(pair, now, f"error {code}")
+        if code == 403:
+            self._revoke_consent(pair, now, f"error {code}")  # RFC 7675 §5.2
+            return
+        if tx.kind == "consent":
+            # RFC 7675 §5.1: an error response does not refresh consent; only a 403 revokes
+            # it at once, anything else lets it run out at consent_timeout.
+            self.counters["consent_error_response"] += 1
             return
         self._check_failed_pair(gen, pair, now)
         self._update_state(now)
@@ -1154,7 +1209,9 @@ class IceAgent:
         receiving = (
             pair is not None
             and pair.last_received is not None
-            and now - pair.last_received < self.config.disconnected_timeout
+            # The same sum get_timer() announces: `now - last < timeout` can round the
+            # other way at the deadline and leave the driver spinning on it.
+            and now < pair.last_received + self.config.disconnected_timeout
         )
         self._receiving = receiving
         sel_gen = self._generation_of(pair) if pair is not None else None

@@ -14,7 +14,8 @@ restart) and starts gathering; `setRemoteDescription` applies the peer's credent
 candidates (a restart offer is applied to ICE when our answer is, since both sides must
 change credentials together). Credentials and `restartIce()` follow `CredentialBook`;
 the signaling state follows the table in `jsep.signaling`. Events are queued with
-`call_soon`, so they fire after the method that caused them has returned, as in browsers.
+`call_soon`, so they fire after the method that caused them has returned, as in browsers;
+only signalingstatechange fires as the method ends (webrtc-pc: before its promise resolves).
 """
 
 from __future__ import annotations
@@ -235,7 +236,9 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
 
     def _ice_config(self) -> IceConfig:
         base = self._config.iceConfig or IceConfig()
-        return dataclasses.replace(base, stun_servers=stun_server_addresses(self._config.iceServers))
+        return dataclasses.replace(
+            base, stun_servers=stun_server_addresses(self._config.iceServers)
+        )
 
     def _address_filter(self) -> AddressFilter:
         cfg = self._config
@@ -263,7 +266,9 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             ice.on("gatheringstatechange", lambda state: self._set_gathering_state(state.value))
             ice.on("statechange", self._on_ice_state)
             ice.on("candidateerror", self._on_candidate_error)
-            dtls = RTCDtlsTransport(cast(Any, ice), [self._certificate])  # the seam: role/_send/_recv
+            dtls = RTCDtlsTransport(
+                cast(Any, ice), [self._certificate]
+            )  # the seam: role/_send/_recv
             dtls.on("statechange", self._update_connection_state)
             self._ice, self._dtls = ice, dtls
         return self._ice, self._dtls
@@ -330,7 +335,9 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ offers and answers
 
-    async def createOffer(self, options: Any = None, *, iceRestart: bool = False) -> RTCSessionDescription:  # noqa: N802, N803
+    async def createOffer(
+        self, options: Any = None, *, iceRestart: bool = False
+    ) -> RTCSessionDescription:  # noqa: N802, N803
         """An offer for the current transceivers and data channels; no side effects.
 
         `iceRestart=True` (or an RTCOfferOptions dict with it) gives new credentials, the
@@ -345,8 +352,13 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
     async def createAnswer(self, options: Any = None) -> RTCSessionDescription:  # noqa: N802
         """The answer to the pending remote offer; new credentials if the offer restarted ICE."""
         self._assert_open()
-        if self._signaling not in (SignalingState.HAVE_REMOTE_OFFER, SignalingState.HAVE_LOCAL_PRANSWER):
-            raise InvalidStateError(f"createAnswer needs a remote offer; signaling state is {self.signalingState}")
+        if self._signaling not in (
+            SignalingState.HAVE_REMOTE_OFFER,
+            SignalingState.HAVE_LOCAL_PRANSWER,
+        ):
+            raise InvalidStateError(
+                f"createAnswer needs a remote offer; signaling state is {self.signalingState}"
+            )
         assert self._pending_remote is not None
         creds = self._creds.for_answer(self._remote_restart)
         desc = self._build_description("answer", creds, self._pending_remote.desc)
@@ -356,13 +368,17 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         """Apply a local offer or answer (implicit when omitted), or roll back."""
         self._assert_open()
         if description is None or (
-            isinstance(description, dict | RTCSessionDescription) and not to_description(description).sdp
+            isinstance(description, dict | RTCSessionDescription)
+            and not to_description(description).sdp
         ):
             sdp_type = to_description(description).type if description is not None else None
             if sdp_type == "rollback":
                 await self._rollback("local")
                 return
-            if self._signaling in (SignalingState.HAVE_REMOTE_OFFER, SignalingState.HAVE_LOCAL_PRANSWER):
+            if self._signaling in (
+                SignalingState.HAVE_REMOTE_OFFER,
+                SignalingState.HAVE_LOCAL_PRANSWER,
+            ):
                 description = await self.createAnswer()
             else:
                 description = await self.createOffer()
@@ -396,15 +412,17 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             self._gathered_once = True
             await ice.gather()
         self._assign_mids(parsed)
-        self._set_signaling(new_state)
         if desc_in.type == "answer":
             self._current_local = applied
             self._pending_local = None
             self._current_remote, self._pending_remote = self._pending_remote, None
             self._remote_restart = False
             self._creds.answer_applied()
-            self._apply_answer_media(self._current_remote.desc if self._current_remote else None, local=True)
+            self._apply_answer_media(
+                self._current_remote.desc if self._current_remote else None, local=True
+            )
             self._start_transports()
+        self._set_signaling(new_state)  # last: its handlers see the descriptions applied
         self._update_negotiation_needed()
 
     async def setRemoteDescription(self, description: Any) -> None:  # noqa: N802
@@ -437,7 +455,12 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             else:
                 self._add_remote_candidates(applied)
             self._pending_remote = applied
-            self._dtls_role = "server" if parsed.setup_for(_bundle_tag(parsed)) == "active" else "client"
+            if self._current_remote is None or self._dtls_role is None:
+                # A re-offer's answer keeps the role of the DTLS association it continues
+                # (RFC 8829 §5.3.2); browsers re-offer with actpass.
+                self._dtls_role = (
+                    "server" if parsed.setup_for(_bundle_tag(parsed)) == "active" else "client"
+                )
         else:
             check_remote_answer(self._offer_restarted, previous_remote, creds)
             assert self._pending_local is not None
@@ -491,7 +514,12 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         remote = self._pending_remote or self._current_remote
         if remote is None:
             raise InvalidStateError("addIceCandidate needs a remote description")
-        if init is not None and init.sdpMid is None and init.sdpMLineIndex is None and init.candidate:
+        if (
+            init is not None
+            and init.sdpMid is None
+            and init.sdpMLineIndex is None
+            and init.candidate
+        ):
             raise TypeError("a candidate needs sdpMid or sdpMLineIndex")
         if init is not None and init.candidate:
             self._check_mid(remote.desc, init)
@@ -523,7 +551,9 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             if desc.media_index(init.sdpMid) is None:
                 raise OperationError(f"addIceCandidate: no m-section has mid {init.sdpMid!r}")
         elif init.sdpMLineIndex is not None and init.sdpMLineIndex >= len(desc.media):
-            raise OperationError(f"addIceCandidate: sdpMLineIndex {init.sdpMLineIndex} is out of range")
+            raise OperationError(
+                f"addIceCandidate: sdpMLineIndex {init.sdpMLineIndex} is out of range"
+            )
 
     def restartIce(self) -> None:  # noqa: N802
         """webrtc-pc restartIce(): the next offer carries new credentials; fires negotiationneeded."""
@@ -583,7 +613,12 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         if any(t.sender.track is track for t in self._transceivers):
             raise InvalidAccessError("this track already has a sender")
         for t in self._transceivers:
-            if t.kind == track.kind and t.sender.track is None and not t.stopped and t.currentDirection in (None, "recvonly", "inactive"):
+            if (
+                t.kind == track.kind
+                and t.sender.track is None
+                and not t.stopped
+                and t.currentDirection in (None, "recvonly", "inactive")
+            ):
                 t.sender.replaceTrack(track)
                 t.direction = "sendrecv" if t.direction in ("recvonly", "sendrecv") else "sendonly"
                 self._update_negotiation_needed()
@@ -602,11 +637,15 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             return self._new_transceiver(trackOrKind, direction, None)
         return self._new_transceiver(trackOrKind.kind, direction, trackOrKind)
 
-    def _new_transceiver(self, kind: str, direction: str, track: MediaStreamTrack | None) -> RTCRtpTransceiver:
+    def _new_transceiver(
+        self, kind: str, direction: str, track: MediaStreamTrack | None
+    ) -> RTCRtpTransceiver:
         _, dtls = self._ensure_transports()
         sender = RTCRtpSender(track or kind, dtls)
         receiver = RTCRtpReceiver(kind, dtls)
-        transceiver = RTCRtpTransceiver(kind=kind, receiver=receiver, sender=sender, direction=direction)
+        transceiver = RTCRtpTransceiver(
+            kind=kind, receiver=receiver, sender=sender, direction=direction
+        )
         transceiver._codecs = jsep_media.local_codecs(kind)
         self._transceivers.append(transceiver)
         self._update_negotiation_needed()
@@ -685,13 +724,16 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         """The applied local description with the candidates gathered so far (trickle)."""
         if applied is None:
             return None
-        desc = dataclasses.replace(applied.desc, media=[dataclasses.replace(m) for m in applied.desc.media])
+        desc = dataclasses.replace(
+            applied.desc, media=[dataclasses.replace(m) for m in applied.desc.media]
+        )
         ufrag = applied.credentials[0]
         tag = _bundle_tag(desc)
         if desc.media:
             section = desc.media[tag]
             section.candidates = [
-                c.with_ufrag(ufrag, c.generation).to_sdp() for c in self._local_candidates.get(ufrag, [])
+                c.with_ufrag(ufrag, c.generation).to_sdp()
+                for c in self._local_candidates.get(ufrag, [])
             ]
             section.end_of_candidates = ufrag in self._gathering_complete
         return RTCSessionDescription(sdplib.serialize(desc), applied.type)
@@ -701,7 +743,9 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             return None
         if not applied.candidates and not applied.end_of_candidates:
             return RTCSessionDescription(sdplib.serialize(applied.desc), applied.type)
-        desc = dataclasses.replace(applied.desc, media=[dataclasses.replace(m) for m in applied.desc.media])
+        desc = dataclasses.replace(
+            applied.desc, media=[dataclasses.replace(m) for m in applied.desc.media]
+        )
         tag = desc.media[_bundle_tag(desc)]
         tag.candidates = list(tag.candidates) + [c.removeprefix("a=") for c in applied.candidates]
         tag.end_of_candidates = tag.end_of_candidates or applied.end_of_candidates
@@ -754,18 +798,37 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
                 found = self._transceiver_by_mid(mid)
                 if found is None:
                     continue
+                # A re-offer keeps the negotiated payload types and extension ids: neither may
+                # be remapped within a session (RFC 3264 §8.3.2, RFC 8285 §6). Chromium rejects
+                # a remapped extension id, and drops audio whose payload type it remapped.
+                agreed = self._negotiated.get(id(found))
+                codecs = (
+                    agreed.codecs
+                    if agreed
+                    else found._codecs or jsep_media.local_codecs(found.kind)
+                )
+                extensions = (
+                    agreed.header_extensions
+                    if agreed
+                    else jsep_media.local_header_extensions(found.kind)
+                )
                 sections.append(
                     jsep_media.offer_media_section(
-                        found.kind, mid, found.direction, found._codecs or jsep_media.local_codecs(found.kind),
-                        jsep_media.local_header_extensions(found.kind), self._ssrc_info(found),
+                        found.kind, mid, found.direction, codecs, extensions, self._ssrc_info(found),
                     )
                 )  # fmt: skip
         else:
             for section in remote.media:
                 sections.append(self._answer_section(section))
         accepted = [s.mid for s in sections if s.mid is not None and s.port != 0]
-        setup = "actpass" if sdp_type == "offer" else ("passive" if self._dtls_role == "server" else "active")
-        fingerprint = [(f.algorithm.lower(), f.value.upper()) for f in self._certificate.getFingerprints()]
+        setup = (
+            "actpass"
+            if sdp_type == "offer"
+            else ("passive" if self._dtls_role == "server" else "active")
+        )
+        fingerprint = [
+            (f.algorithm.lower(), f.value.upper()) for f in self._certificate.getFingerprints()
+        ]
         for section in sections:
             if section.port == 0:
                 continue
@@ -776,7 +839,9 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             section.rtcp_mux = section.kind != "application"
         self._session_version += 1
         desc = sdplib.SessionDescription(
-            origin=sdplib.Origin("-", self._session_id, self._session_version, "IN", "IP4", "127.0.0.1"),
+            origin=sdplib.Origin(
+                "-", self._session_id, self._session_version, "IN", "IP4", "127.0.0.1"
+            ),
             media=sections,
             group_bundle=[accepted] if accepted else [],
             msid_semantic="WMS *",
@@ -816,7 +881,11 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
                 continue
             t = self._transceiver_by_mid(mid)
             if t is None and offer:
-                free = (x for x in self._transceivers if x.mid is None and x.kind == section.kind and not x.stopped)
+                free = (
+                    x
+                    for x in self._transceivers
+                    if x.mid is None and x.kind == section.kind and not x.stopped
+                )
                 t = next(free, None) or self._new_transceiver(section.kind, "recvonly", None)
                 t._set_mid(mid)
             if t is None:
@@ -853,7 +922,9 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         assert self._ice is not None
         ufrag, pwd = applied.credentials
         try:
-            self._ice.set_remote_credentials(ufrag, pwd, local_ufrag=local_ufrag, lite=applied.desc.ice_lite)
+            self._ice.set_remote_credentials(
+                ufrag, pwd, local_ufrag=local_ufrag, lite=applied.desc.ice_lite
+            )
         except IceError as exc:
             raise InvalidAccessError(f"ICE credentials: {exc}") from None
         self._add_remote_candidates(applied)
@@ -899,7 +970,9 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         remote = self._current_remote
         assert remote is not None
         prints = remote.desc.fingerprint_for(_bundle_tag(remote.desc))
-        params = RTCDtlsParameters(fingerprints=[RTCDtlsFingerprint(algorithm=a, value=v) for a, v in prints])
+        params = RTCDtlsParameters(
+            fingerprints=[RTCDtlsFingerprint(algorithm=a, value=v) for a, v in prints]
+        )
         dtls._set_role(self._dtls_role or "client")
         try:
             await dtls.start(params)
@@ -921,12 +994,18 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             negotiated = self._negotiated.get(id(t))
             if negotiated is None or t.mid is None or t.currentDirection is None:
                 continue
-            if t.currentDirection in ("sendrecv", "sendonly") and (id(t), "send") not in self._media_started:
+            if (
+                t.currentDirection in ("sendrecv", "sendonly")
+                and (id(t), "send") not in self._media_started
+            ):
                 info = self._ssrc_info(t)
                 if info is not None:
                     self._media_started.add((id(t), "send"))
                     await t.sender.send(jsep_media.send_parameters(negotiated, info, t.mid))
-            if t.currentDirection in ("sendrecv", "recvonly") and (id(t), "recv") not in self._media_started:
+            if (
+                t.currentDirection in ("sendrecv", "recvonly")
+                and (id(t), "recv") not in self._media_started
+            ):
                 self._media_started.add((id(t), "recv"))
                 await t.receiver.receive(jsep_media.receive_parameters(negotiated, t.mid))
 
@@ -953,7 +1032,9 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             self._signaling = state
             if state is not SignalingState.STABLE:
                 self._negotiation_needed = False  # re-checked on the way back to stable
-            self._queue_event("signalingstatechange")
+            # webrtc-pc fires this before the promise resolves, so a handler reads the state
+            # just set; a queued event would read a later one after back-to-back calls.
+            self.emit("signalingstatechange")
 
     def _needs_negotiation(self) -> bool:
         """webrtc-pc "check if negotiation is needed", for what we support."""
@@ -992,7 +1073,11 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
 
     def _fire_negotiation_needed(self) -> None:
         # Re-checked when it fires: it may have been negotiated meanwhile (webrtc-pc §4.7.3).
-        if self._closed or self._signaling is not SignalingState.STABLE or not self._needs_negotiation():
+        if (
+            self._closed
+            or self._signaling is not SignalingState.STABLE
+            or not self._needs_negotiation()
+        ):
             self._negotiation_needed = False
             return
         self.emit("negotiationneeded")

@@ -6,6 +6,8 @@ Stats objects are dicts whose keys are also readable as attributes, so both
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import time
 from typing import Any
 
@@ -49,7 +51,9 @@ def _candidate_stats(kind: str, cand: Candidate, ufrag: str | None, now: float) 
     )
 
 
-def _pair_stats(pair: CandidatePair, local_ufrag: str, remote_ufrag: str | None, now: float) -> RTCStats:
+def _pair_stats(
+    pair: CandidatePair, local_ufrag: str, remote_ufrag: str | None, now: float
+) -> RTCStats:
     return RTCStats(
         id=pair.id,
         type="candidate-pair",
@@ -109,12 +113,36 @@ def build_stats(
             for pair in gen.pairs:
                 stats = _pair_stats(pair, gen.ufrag, gen.remote_ufrag, now)
                 report[stats["id"]] = stats
-                if pair.local.type == "host" and _candidate_id("L", pair.local, gen.ufrag) not in report:
+                if (
+                    pair.local.type == "host"
+                    and _candidate_id("L", pair.local, gen.ufrag) not in report
+                ):
                     local = _candidate_stats("L", pair.local, gen.ufrag, now)
                     report[local["id"]] = local
     if sctp is not None:
         report["P"] = RTCStats(id="P", type="peer-connection", timestamp=now, sctpState=sctp.state)
     for sub in extra:
         for key, value in sub.items():
-            report[key] = value
+            stats = _from_aiortc(value)
+            if stats["type"] == "transport":
+                # aiortc's view of the one DTLS transport: its packet counts go into ours.
+                if TRANSPORT_ID in report:
+                    for name in ("packetsSent", "packetsReceived"):
+                        if name in stats:
+                            report[TRANSPORT_ID][name] = stats[name]
+                continue
+            report[key] = stats
     return report
+
+
+def _from_aiortc(value: Any) -> RTCStats:
+    """aiortc's RTP stats (dataclasses) as ours: dict access, a W3C timestamp in ms, and
+    `transportId` naming our transport (aiortc names its DTLS transport instead)."""
+    is_instance = dataclasses.is_dataclass(value) and not isinstance(value, type)
+    fields = dataclasses.asdict(value) if is_instance else dict(value)
+    stamp = fields.get("timestamp")
+    if isinstance(stamp, datetime.datetime):
+        fields["timestamp"] = stamp.timestamp() * 1000.0
+    if "transportId" in fields:
+        fields["transportId"] = TRANSPORT_ID
+    return RTCStats(fields)

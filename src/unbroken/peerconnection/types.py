@@ -25,7 +25,9 @@ class RTCSessionDescription:
 
     def __post_init__(self) -> None:
         if self.type not in SDP_TYPES:
-            raise TypeError(f"RTCSessionDescription.type must be one of {SDP_TYPES}, got {self.type!r}")
+            raise TypeError(
+                f"RTCSessionDescription.type must be one of {SDP_TYPES}, got {self.type!r}"
+            )
         if not isinstance(self.sdp, str):
             raise TypeError("RTCSessionDescription.sdp must be a string")
 
@@ -69,7 +71,9 @@ class RTCIceCandidate:
             raise TypeError("RTCIceCandidate.candidate must be a string")
         if sdpMid is None and sdpMLineIndex is None and candidate:
             raise TypeError("RTCIceCandidate needs sdpMid or sdpMLineIndex")
-        if sdpMLineIndex is not None and (not isinstance(sdpMLineIndex, int) or not 0 <= sdpMLineIndex < 65536):
+        if sdpMLineIndex is not None and (
+            not isinstance(sdpMLineIndex, int) or not 0 <= sdpMLineIndex < 65536
+        ):
             raise TypeError("sdpMLineIndex must be an unsigned short")
         if sdpMid is not None and not isinstance(sdpMid, str):
             raise TypeError("sdpMid must be a string")
@@ -87,7 +91,9 @@ class RTCIceCandidate:
                 self.usernameFragment = self._parsed.ufrag
 
     @classmethod
-    def from_candidate(cls, candidate: Candidate, mid: str, index: int, ufrag: str) -> RTCIceCandidate:
+    def from_candidate(
+        cls, candidate: Candidate, mid: str, index: int, ufrag: str
+    ) -> RTCIceCandidate:
         """Wrap one of our local candidates for the icecandidate event."""
         return cls(candidate.with_ufrag(ufrag, candidate.generation).to_sdp(), mid, index, ufrag)
 
@@ -167,7 +173,9 @@ def to_candidate(value: Any) -> RTCIceCandidate | None:
         )
         if getattr(value, "relatedAddress", None) is not None:
             line += f" raddr {value.relatedAddress} rport {value.relatedPort}"
-        return RTCIceCandidate(line, getattr(value, "sdpMid", None), getattr(value, "sdpMLineIndex", None))
+        return RTCIceCandidate(
+            line, getattr(value, "sdpMid", None), getattr(value, "sdpMLineIndex", None)
+        )
     raise TypeError(f"not an ICE candidate: {type(value).__name__}")
 
 
@@ -209,7 +217,9 @@ def stun_server_addresses(servers: list[RTCIceServer]) -> tuple[tuple[str, int],
             try:
                 host = str(ipaddress.ip_address(host))
             except ValueError:
-                raise TypeError(f"ICE server URL {url!r}: only IP addresses are supported") from None
+                raise TypeError(
+                    f"ICE server URL {url!r}: only IP addresses are supported"
+                ) from None
             out.append((host, port))
     return tuple(out)
 
@@ -235,7 +245,9 @@ class RTCConfiguration:
     def validate(self) -> None:
         """TypeError for values outside the W3C enums or malformed servers."""
         if self.iceTransportPolicy not in ("all", "relay"):
-            raise TypeError(f"iceTransportPolicy must be 'all' or 'relay', got {self.iceTransportPolicy!r}")
+            raise TypeError(
+                f"iceTransportPolicy must be 'all' or 'relay', got {self.iceTransportPolicy!r}"
+            )
         if self.bundlePolicy not in ("balanced", "max-compat", "max-bundle"):
             raise TypeError(f"unknown bundlePolicy {self.bundlePolicy!r}")
         if not isinstance(self.iceServers, list):
