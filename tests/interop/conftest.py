@@ -11,7 +11,7 @@ Prerequisites (root, `ip`, Chromium) skip the tests outside CI and fail them und
 CI=true, so a CI machine without Chromium cannot pass by skipping everything.
 
 The Python side of every test comes from the `python_peer` factory fixture,
-parametrized by implementation name ("aiortc" today; our own RTCPeerConnection next):
+parametrized by implementation name ("aiortc" and "unbroken"):
 add an entry to peers.PYTHON_PEERS.
 """
 

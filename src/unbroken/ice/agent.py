@@ -283,6 +283,7 @@ class IceAgent:
         if self._closed or gen.gathering_started:
             return
         gen.gathering_started = True
+        self._update_gathering_state()  # webrtc-pc: "gathering" is reported even when it is instant
         for index, base in enumerate(self._bases):
             self._gather_base(gen, base, index, now)
         self._check_gathering_complete(gen)
