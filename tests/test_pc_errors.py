@@ -250,3 +250,20 @@ async def test_mutated_browser_sdp_gives_only_w3c_errors(conn: Connected) -> Non
     await asyncio.to_thread(run)
     assert not loop_errors
     await conn.still_works()
+
+
+async def test_real_chromium_offer_is_answered() -> None:
+    """SDP captured from Chromium 156 (tests/data/sdp/chromium_real_*.sdp) is accepted."""
+    pc = make_pc()
+    offer = (FIXTURES / "chromium_real_offer.sdp").read_text()
+    await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+    await pc.setLocalDescription()
+    answer = pc.localDescription
+    assert answer is not None and answer.type == "answer"
+
+    def kinds(sdp: str) -> list[str]:
+        return [line.split()[0] for line in sdp.splitlines() if line.startswith("m=")]
+
+    assert kinds(answer.sdp) == kinds(offer) and len(kinds(offer)) == 3  # mirrors the offer
+    assert pc.signalingState == "stable" and pc.canTrickleIceCandidates is True
+    await pc.close()
