@@ -417,3 +417,26 @@ async def pump(recv: Callable[[], Any], arrivals: list[tuple[int, float]]) -> No
         if data is None:
             return
         arrivals.append((seq_of(data), loop.time()))
+
+
+def longest_gap(times: list[float], start: float, end: float) -> float:
+    """The longest interval between consecutive deliveries that overlaps [start, end]."""
+    best = 0.0
+    for t0, t1 in zip(times, times[1:]):
+        if t1 >= start and t0 <= end:
+            best = max(best, t1 - t0)
+    return best
+
+
+def steady_gaps(
+    times: list[float], windows: list[tuple[float, float]], lo: float, hi: float
+) -> list[float]:
+    """Intervals between deliveries in [lo, hi] that touch no restart window."""
+    out = []
+    for t0, t1 in zip(times, times[1:]):
+        if t0 < lo or t1 > hi:
+            continue
+        if any(t1 >= s and t0 <= e for s, e in windows):
+            continue
+        out.append(t1 - t0)
+    return out

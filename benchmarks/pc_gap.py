@@ -27,7 +27,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import Stream, ms, parse_args, percentile, seq_of, summarize, table, write_results
+from _common import (
+    Stream,
+    longest_gap,
+    ms,
+    parse_args,
+    percentile,
+    seq_of,
+    steady_gaps,
+    summarize,
+    table,
+    write_results,
+)
 from _pc_common import (
     OURS,
     assert_loopback,
@@ -44,27 +55,6 @@ from unbroken import RTCSessionDescription as OurDescription
 NAME = "pc_gap"
 INTERVAL = 0.010
 AFTER = 0.100  # the window extends this far past the switch, for messages in flight
-
-
-def longest_gap(times: list[float], start: float, end: float) -> float:
-    """The longest interval between consecutive deliveries that overlaps [start, end]."""
-    best = 0.0
-    for t0, t1 in zip(times, times[1:]):
-        if t1 >= start and t0 <= end:
-            best = max(best, t1 - t0)
-    return best
-
-
-def steady_gaps(
-    times: list[float], windows: list[tuple[float, float]], lo: float, hi: float
-) -> list[float]:
-    """Intervals between deliveries in [lo, hi] that touch no restart window."""
-    out = []
-    for t0, t1 in zip(times, times[1:]):
-        if t0 < lo or t1 > hi or any(t1 >= s and t0 <= e for s, e in windows):
-            continue
-        out.append(t1 - t0)
-    return out
 
 
 class Receiver:

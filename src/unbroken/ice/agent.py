@@ -102,6 +102,13 @@ class _Transaction:
     cancelled: bool = False  # RFC 8445 §7.2.5.4: no retransmits, a late response still counts
 
 
+def generate_credentials(rng: random.Random) -> tuple[str, str]:
+    """RFC 8839 §5.4 credentials (ufrag, pwd) drawn from `rng`."""
+    ufrag = "".join(rng.choice(ICE_CHARS) for _ in range(UFRAG_LENGTH))
+    pwd = "".join(rng.choice(ICE_CHARS) for _ in range(PWD_LENGTH))
+    return ufrag, pwd
+
+
 def validate_credentials(ufrag: str, pwd: str) -> None:
     """Raise InvalidCredentialsError unless ufrag/pwd follow RFC 8839 §5.4."""
     for name, value, low in (("ufrag", ufrag, 4), ("pwd", pwd, 22)):
@@ -240,10 +247,7 @@ class IceAgent:
 
     def generate_credentials(self) -> tuple[str, str]:
         """Fresh (ufrag, pwd) from the agent's random source, without using them yet."""
-        pick = self._rng.choice
-        ufrag = "".join(pick(ICE_CHARS) for _ in range(UFRAG_LENGTH))
-        pwd = "".join(pick(ICE_CHARS) for _ in range(PWD_LENGTH))
-        return ufrag, pwd
+        return generate_credentials(self._rng)
 
     # ----------------------------------------------------------------- commands
 

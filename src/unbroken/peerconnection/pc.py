@@ -48,7 +48,7 @@ from .. import jsep as jsep_media
 from .. import sdp as sdplib
 from ..errors import InvalidAccessError, InvalidStateError, OperationError
 from ..ice import Candidate, IceConfig, IceError, IceTransportState
-from ..ice.agent import ICE_CHARS
+from ..ice.agent import generate_credentials
 from ..jsep.credentials import CredentialBook, Credentials, check_remote_answer
 from ..jsep.signaling import SignalingState, next_state
 from ..runtime import AddressFilter, IceConnection
@@ -81,9 +81,7 @@ class _Applied:
 
 def _generate_credentials() -> Credentials:
     """RFC 8839 §5.4 credentials from the OS's CSPRNG (secrets)."""
-    ufrag = "".join(secrets.choice(ICE_CHARS) for _ in range(8))
-    pwd = "".join(secrets.choice(ICE_CHARS) for _ in range(24))
-    return ufrag, pwd
+    return generate_credentials(secrets.SystemRandom())
 
 
 def _bundle_tag(desc: sdplib.SessionDescription) -> int:
@@ -1085,6 +1083,3 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
 
 def _reverse(direction: str) -> str:
     return {"sendonly": "recvonly", "recvonly": "sendonly"}.get(direction, direction)
-
-
-WaitPredicate = Callable[[str], bool]
