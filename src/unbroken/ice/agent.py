@@ -264,6 +264,10 @@ class IceAgent:
 
     def remove_base(self, address: Address, now: float) -> None:
         """A local socket is gone (address removed): its pairs fail at once."""
+        self._remove_base(address, now)
+        self._update_state(now)
+
+    def _remove_base(self, address: Address, now: float) -> None:
         if address not in self._bases:
             return
         self._bases.remove(address)
@@ -279,7 +283,6 @@ class IceAgent:
                     self._srflx_done(tx.generation)  # never answered: gathering goes on
         if self._selected is not None and self._selected.base == address:
             self._lose_selected(now, "local address removed")
-        self._update_state(now)
 
     def gather(self, now: float) -> None:
         """Start gathering for the newest generation (JSEP: at setLocalDescription)."""
@@ -294,15 +297,34 @@ class IceAgent:
         self._update_gathering_state()
         self._update_state(now)
 
-    def restart(self, now: float, credentials: tuple[str, str] | None = None) -> tuple[str, str]:
+    def restart(
+        self,
+        now: float,
+        credentials: tuple[str, str] | None = None,
+        *,
+        controlling: bool | None = None,
+        remove_bases: tuple[Address, ...] = (),
+    ) -> tuple[str, str]:
         """Begin a new generation: new credentials, fresh gathering and check list (RFC 8445 §9).
 
         The selected pair of an older generation keeps carrying data until the new one
-        selects a pair. Returns the new local (ufrag, pwd).
+        selects a pair. `controlling` sets the role for the new generation (roles are
+        decided anew on each restart, see docs/ice.md); `remove_bases` are local
+        addresses that vanished, dropped in the same step so that no `failed` is reported
+        between losing them and restarting. Returns the new local (ufrag, pwd).
         """
         if self._closed:
             raise IceError("the agent is closed")
+        if credentials is None:
+            credentials = self.generate_credentials()
+        self._check_new_credentials(credentials)  # before anything changes
+        for base in remove_bases:
+            self._remove_base(base, now)
+        role_before = self._controlling
+        if controlling is not None:
+            self._set_role(controlling)
         gen = self._new_generation(credentials)
+        gen.role_before_restart = role_before
         self.gather(now)
         self._trim_generations(now)
         self._update_state(now)
@@ -321,6 +343,8 @@ class IceAgent:
         if len(self._generations) < 2 or gen.ufrag != ufrag or gen.selected is not None:
             return False
         self._release(gen)
+        if gen.role_before_restart is not None:
+            self._set_role(gen.role_before_restart)  # the restart's role goes with it
         self._update_gathering_state()
         self._update_state(now)
         return True
@@ -540,15 +564,17 @@ class IceAgent:
     def _new_generation(self, credentials: tuple[str, str] | None) -> Generation:
         if credentials is None:
             credentials = self.generate_credentials()
-        else:
-            validate_credentials(*credentials)
+        self._check_new_credentials(credentials)
         ufrag, pwd = credentials
-        if any(g.ufrag == ufrag for g in self._generations):
-            raise IceError("a restart needs a new ufrag")
         index = self._generations[-1].index + 1 if self._generations else 0
         gen = Generation(index=index, ufrag=ufrag, pwd=pwd)
         self._generations.append(gen)
         return gen
+
+    def _check_new_credentials(self, credentials: tuple[str, str]) -> None:
+        validate_credentials(*credentials)
+        if any(g.ufrag == credentials[0] for g in self._generations):
+            raise IceError("a restart needs a new ufrag")
 
     def _trim_generations(self, now: float) -> None:
         """Bound memory when restarts pile up: drop the oldest unselected generations."""
@@ -928,7 +954,10 @@ class IceAgent:
         if msg.priority is None or (msg.ice_controlling is None and msg.ice_controlled is None):
             self._reject(msg, local, remote, 400, "Bad Request")  # RFC 8445 §7.1.1
             return
-        if self._role_conflict(msg, local, remote, key):
+        # Roles are judged on the newest generation only: while a restart's signaling is
+        # in flight the peer's checks on the old pair may carry its previous role, and a
+        # conflict there would flip the role the restart just set (docs/ice.md).
+        if gen is self._generations[-1] and self._role_conflict(msg, local, remote, key):
             return
         self._respond(stun.success_response(msg, xor_mapped_address=remote), local, remote, key)
         pending = PendingCheck(local, remote, msg.priority, msg.use_candidate, theirs)
@@ -1065,6 +1094,9 @@ class IceAgent:
         pair = tx.pair
         assert pair is not None
         code = msg.error_code[0] if msg.error_code else 0
+        if code == 487 and gen is not self._generations[-1]:
+            self.counters["role_conflict_old_generation"] += 1  # see _handle_request
+            return
         if code == 487:
             # RFC 8445 §7.2.5.1: take the role opposite to the one the check carried, "if
             # it has not already done so" (a second 487 must not flip it back), then check

@@ -121,6 +121,7 @@ class Generation:
     exhausted_at: float | None = None
     failed: bool = False
     draining_until: float | None = None
+    role_before_restart: bool | None = None  # restored if the restart is rolled back
 
     @property
     def has_remote(self) -> bool:

@@ -401,8 +401,12 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         else:
             self._pending_local = applied
         if restarted and not first:
-            await ice.refresh_addresses()
-            ice.restart(creds)  # make before break: the old pair keeps carrying data
+            # Roles are decided anew on every restart: the restart's offerer controls, as
+            # libwebrtc (redetermine_role_on_ice_restart) and Firefox do; docs/ice.md.
+            lite_peer = self._pending_remote is not None and self._pending_remote.desc.ice_lite
+            controlling = desc_in.type == "offer" or lite_peer
+            # Make before break; addresses followed in the same step (no spurious failed).
+            await ice.restart_on_current_addresses(creds, controlling=controlling)
         if desc_in.type in ("answer", "pranswer") and self._deferred_remote is not None:
             self._apply_remote_ice(self._deferred_remote, local_ufrag=creds[0])
             self._deferred_remote = None

@@ -179,13 +179,16 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         """Follow address changes: close sockets on vanished addresses, open new ones."""
         allowed = select_addresses(self.address_filter)
         present = set(allowed)
-        for base, sock in list(self._sockets.items()):
+        for base in list(self._sockets):
             if base[0] not in present:
                 self.agent.remove_base(base, self._now())
-                if sock.transport is not None:
-                    sock.transport.close()
-                del self._sockets[base]
+                self._close_socket(base)
         await self.open_sockets(allowed)
+
+    def _close_socket(self, base: Address) -> None:
+        sock = self._sockets.pop(base, None)
+        if sock is not None and sock.transport is not None:
+            sock.transport.close()
 
     async def gather(self) -> None:
         """Open the sockets and start gathering for the current generation."""
@@ -193,10 +196,36 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         self.agent.gather(self._now())
         self._flush()
 
-    def restart(self, credentials: tuple[str, str] | None = None) -> tuple[str, str]:
+    def restart(
+        self, credentials: tuple[str, str] | None = None, *, controlling: bool | None = None
+    ) -> tuple[str, str]:
         """Start a new generation (make before break); returns the new local credentials."""
-        creds = self.agent.restart(self._now(), credentials)
-        self._flush()
+        try:
+            return self.agent.restart(self._now(), credentials, controlling=controlling)
+        finally:
+            self._flush()
+
+    async def restart_on_current_addresses(
+        self, credentials: tuple[str, str] | None = None, *, controlling: bool | None = None
+    ) -> tuple[str, str]:
+        """Follow address changes and restart in one step (see refresh_addresses).
+
+        Sockets on new addresses open first; vanished ones go in the same agent step as
+        the restart, so the selected pair's loss never shows as a `failed` before the
+        restart's `checking`.
+        """
+        allowed = select_addresses(self.address_filter)
+        await self.open_sockets(allowed)
+        present = set(allowed)
+        vanished = tuple(base for base in self._sockets if base[0] not in present)
+        try:
+            creds = self.agent.restart(
+                self._now(), credentials, controlling=controlling, remove_bases=vanished
+            )
+        finally:
+            self._flush()
+        for base in vanished:
+            self._close_socket(base)
         return creds
 
     def set_remote_credentials(
