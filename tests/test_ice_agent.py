@@ -315,14 +315,15 @@ class Duo:
         while busy:
             busy = False
             for agent in (self.a, self.b):
-                self._drain_events(agent)
-                for tx in agent.datagrams_to_send():
+                out = agent.drain()  # the runtime's and the simulator's drain routine too
+                self._on_events(agent, out.events)
+                for tx in out.transmits:
                     busy = True
                     self.deliver(tx)
 
-    def _drain_events(self, agent: IceAgent) -> None:
+    def _on_events(self, agent: IceAgent, events: list[Event]) -> None:
         other = self.other(agent)
-        for event in drain(agent):
+        for event in events:
             self.events[self.name(agent)].append((self.now, event))
             if not self.trickle:
                 continue

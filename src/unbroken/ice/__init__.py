@@ -5,6 +5,7 @@ from .agent import (
     IceAgent,
     IceError,
     InvalidCredentialsError,
+    Output,
     UnknownGenerationError,
     validate_credentials,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "CandidateErrorEvent",
     "CandidatePair",
     "Deadline",
+    "Output",
     "Event",
     "GatheringComplete",
     "GatheringStateChanged",

@@ -82,6 +82,15 @@ class Deadline:
     reason: str
 
 
+@dataclass(frozen=True)
+class Output:
+    """What the agent has for its driver after an input: see IceAgent.drain()."""
+
+    transmits: list[Transmit]
+    events: list[Event]
+    deadline: Deadline | None
+
+
 @dataclass(eq=False)
 class _Transaction:
     """An outstanding STUN request: a check, a consent check, or a server-reflexive query."""
@@ -485,6 +494,20 @@ class IceAgent:
         if pair is self._selected and not self._receiving:
             self._update_state(now)
         return data
+
+    def has_output(self) -> bool:
+        """True when the last inputs queued datagrams or events (a cheap check for drivers)."""
+        return bool(self._transmits or self._events)
+
+    def drain(self) -> Output:
+        """Take every queued datagram and event, and the next deadline.
+
+        The one routine every driver (asyncio runtime, simulated network, test harness)
+        runs after every input, so none of them can forget a part of it.
+        """
+        events = list(self._events)
+        self._events.clear()
+        return Output(self.datagrams_to_send(), events, self.get_timer())
 
     def datagrams_to_send(self) -> list[Transmit]:
         """STUN datagrams queued by the last inputs (drained)."""

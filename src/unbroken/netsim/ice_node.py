@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..addresses import Address, Transmit
 from ..ice import (
     Candidate,
+    Deadline,
     GatheringComplete,
     IceAgent,
     IceConfig,
@@ -67,7 +68,8 @@ class IceNode:
         self.selections: list[tuple[float, SelectedPairChanged]] = []
         self.app = AppStats()
         self.peer_signaling: Signaling | None = None
-        self._app_out: list[Transmit] = []
+        self._out: list[Transmit] = []  # drained from the agent, plus application data
+        self._deadline: Deadline | None = None
         self._seq = 0
         host.attach(self)
 
@@ -84,14 +86,10 @@ class IceNode:
         self._drain_events(now)
 
     def next_deadline(self) -> float | None:
-        deadline = self.agent.get_timer()
-        return deadline.at if deadline is not None else None
+        return self._deadline.at if self._deadline is not None else None
 
     def pop_transmits(self) -> list[Transmit]:
-        out = self.agent.datagrams_to_send()
-        if self._app_out:
-            out.extend(self._app_out)
-            self._app_out = []
+        out, self._out = self._out, []
         return out
 
     # ------------------------------------------------------------ driving
@@ -123,7 +121,7 @@ class IceNode:
         if tx is None:
             self.app.dropped_no_pair += 1
         else:
-            self._app_out.append(tx)
+            self._out.append(tx)
 
     @property
     def state(self) -> IceTransportState:
@@ -135,7 +133,11 @@ class IceNode:
         return ["new"] + [s.value for _, s in self.states]
 
     def _drain_events(self, now: float) -> None:
-        while (event := self.agent.next_event()) is not None:
+        """Drain the agent (IceAgent.drain, as the asyncio runtime does) and act on events."""
+        out = self.agent.drain()
+        self._out.extend(out.transmits)
+        self._deadline = out.deadline
+        for event in out.events:
             if isinstance(event, StateChanged):
                 self.states.append((now, event.state))
             elif isinstance(event, SelectedPairChanged):

@@ -298,7 +298,10 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         payload = self.agent.receive(data, local, remote, self._now())
         if payload is not None:
             self._queue.put_nowait(payload)
-        if kind is Kind.STUN:
+        # Drain after every input: application data can change the state too (it makes
+        # a disconnected pair receiving again). A data datagram that changed nothing
+        # skips the drain; the deadline it moved (later) only makes a timer fire early.
+        if kind is Kind.STUN or self.agent.has_output():
             self._flush()
 
     def _on_timer(self) -> None:
@@ -309,16 +312,20 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
 
     def _flush(self) -> None:
         """Send what the agent queued, dispatch its events, re-arm the one timer."""
-        for tx in self.agent.datagrams_to_send():
+        out = self.agent.drain()
+        for tx in out.transmits:
             sock = self._sockets.get(tx.local)
             if sock is not None and sock.transport is not None:
                 sock.transport.sendto(tx.data, tx.remote)
-        while (event := self.agent.next_event()) is not None:
+        for event in out.events:
             try:
                 self._dispatch(event)
             except Exception:  # a user's handler must not break the drain loop
                 logger.exception("event handler failed for %r", event)
-        deadline = self.agent.get_timer()
+        if self.agent.has_output():  # a handler called back into the agent
+            self._flush()
+            return
+        deadline = self.agent.get_timer() if out.events else out.deadline
         at = deadline.at if deadline is not None else None
         if at != self._timer_at:
             if self._timer is not None:
