@@ -1,13 +1,15 @@
 #!/bin/sh
 # Install the Debian packages the test suite needs (idempotent; run as root).
 #   chromium  headless browser for tests/interop (binary /usr/bin/chromium)
+#   firefox-esr  headless browser for the restart soaks (binary /usr/bin/firefox-esr)
 #   coturn    TURN server for TURN tests (turnserver)
 #   nftables  packet loss inside test namespaces (nft)
 #   iproute2  network namespaces, veth pairs, addresses (ip)
+#   conntrack flushing NAT mappings in the NAT test bed (tests/interop/nat.py)
 # apt runs only when something is missing, with one `apt-get update` first.
 set -eu
 
-PACKAGES="chromium coturn nftables iproute2"
+PACKAGES="chromium firefox-esr coturn nftables iproute2 conntrack"
 
 missing=""
 for pkg in $PACKAGES; do
@@ -34,7 +36,7 @@ apt-get update
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
 
 # Check that the binaries the tests call are there now.
-for bin in /usr/bin/chromium turnserver nft ip; do
+for bin in /usr/bin/chromium /usr/bin/firefox-esr turnserver nft ip conntrack; do
     if ! command -v "$bin" >/dev/null 2>&1; then
         echo "install-test-deps: $bin still missing after install" >&2
         exit 1

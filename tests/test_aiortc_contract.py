@@ -151,3 +151,29 @@ async def test_dtls_sctp_datachannel_survive_20_restarts() -> None:
     await dtls_b.stop()
     await ice_a.close()
     await ice_b.close()
+
+
+def test_pyee_runs_each_handler_through_emit_run() -> None:
+    """Guarded handlers (peerconnection/handlers.py) hook pyee's protected `_emit_run`.
+
+    Every data channel, remote track, SCTP/DTLS/ICE transport and the peer connection
+    rely on it: if pyee stops calling `_emit_run(f, args, kwargs)` once per handler, an
+    application's raising handler would again raise into aiortc's SCTP receive path.
+    """
+    from pyee.asyncio import AsyncIOEventEmitter
+
+    from unbroken.peerconnection.handlers import guard, is_guarded
+
+    params = list(inspect.signature(AsyncIOEventEmitter._emit_run).parameters)
+    assert params == ["self", "f", "args", "kwargs"], f"pyee's _emit_run is now {params}"
+    emitter = guard(AsyncIOEventEmitter())
+    assert is_guarded(emitter)
+    got: list[str] = []
+
+    def boom(message: str) -> None:
+        raise ZeroDivisionError(message)
+
+    emitter.on("message", boom)
+    emitter.on("message", got.append)
+    assert emitter.emit("message", "hello")  # no raise: logged by the guard
+    assert got == ["hello"]  # and the next handler still ran

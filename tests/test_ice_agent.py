@@ -859,12 +859,16 @@ def test_limits_on_candidates_and_pairs() -> None:
     assert added == [True] * 5 + [False] * 2
     assert agent.counters["remote_candidate_over_limit"] == 2
     assert len(agent.pairs()) == 3 and agent.counters["pair_over_limit"] == 2
-    # Peer-reflexive candidates learned from checks count too; the check is still answered.
+    # Peer-reflexive candidates learned from authenticated checks have a budget of their
+    # own: junk trickled through signaling cannot crowd out the address the peer really
+    # checks from, and a check is answered only when its pair exists (issue 7.3: the peer
+    # selected a pair we never created, and the session stayed half-connected).
     agent.receive(check_for(agent), A_ADDR, ("203.0.113.200", 9), 0.0)
     ((_, resp),) = responses_in(agent.datagrams_to_send())
     assert resp.message_class is stun.MessageClass.SUCCESS
-    assert len(agent.generations()[0].remote_candidates) == 5
-    assert agent.counters["remote_candidate_over_limit"] == 3
+    assert len(agent.generations()[0].remote_candidates) == 6
+    assert (A_ADDR, ("203.0.113.200", 9)) in agent.generations()[0].pairs_by_path
+    assert agent.counters["remote_candidate_over_limit"] == 2
 
 
 def test_trickled_candidates_at_any_time_of_their_generation() -> None:

@@ -322,7 +322,8 @@ def assert_parses_cleanly(line: str) -> None:
         return
     assert 1 <= cand.port <= 65535 and 1 <= cand.priority <= MAX_PRIORITY
     assert cand.type in CANDIDATE_TYPES and cand.transport in ("udp", "tcp")
-    assert str(ipaddress.ip_address(cand.host)) == cand.host
+    # An IP address in canonical form, or the mDNS name of a host candidate, as given.
+    assert cand.is_mdns and cand.type == "host" or str(ipaddress.ip_address(cand.host)) == cand.host
     text = cand.to_sdp()
     again = Candidate.from_sdp(text)
     assert again == cand and again.to_sdp() == text

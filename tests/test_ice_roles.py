@@ -49,10 +49,12 @@ def test_restart_offered_by_the_controlled_side_swaps_roles_without_conflict() -
             dst.add_remote_candidate(cand, duo.now)
     duo.pump()
     assert duo.run_while(
-        lambda: duo.a.selected_pair is None
-        or duo.a.selected_pair.generation != 1
-        or duo.b.selected_pair is None
-        or duo.b.selected_pair.generation != 1,
+        lambda: (
+            duo.a.selected_pair is None
+            or duo.a.selected_pair.generation != 1
+            or duo.b.selected_pair is None
+            or duo.b.selected_pair.generation != 1
+        ),
         2.0,
     )
     assert duo.b.controlling and not duo.a.controlling

@@ -259,11 +259,16 @@ async def test_classic_failed_handler_recovers() -> None:
 
     # Cut b off: it stops reading its sockets (a dead path), then comes back.
     sockets = list(b.iceTransport._sockets.values())
+    pinned = b.iceTransport._pinned  # the selected pair's own socket (runtime/pinned.py)
     for sock in sockets:
         sock.transport.pause_reading()
+    if pinned is not None:
+        pinned.pause_reading()
     await p.ra.wait_for(lambda: a.iceConnectionState == "failed", 5)
     for sock in sockets:
         sock.transport.resume_reading()
+    if pinned is not None:
+        pinned.resume_reading()
     await asyncio.wait_for(restarted.wait(), 5)
     await p.ra.wait_for(lambda: a.iceConnectionState in ("connected", "completed"), 5)
     # b kept sending while it read nothing, so a kept receiving (never "disconnected")

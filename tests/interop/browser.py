@@ -1,16 +1,20 @@
-"""Headless Chromium in a network namespace, driven step by step from Python.
+"""Headless Chromium or Firefox in a network namespace, driven step by step from Python.
 
-Theory of operation. `launch_chromium(ns)` opens an aiohttp server on a loopback
-socket created inside the namespace, starts Chromium there (through `ip netns exec`)
-on the harness page (page/index.html + page/harness.js), and waits for the page to
-connect back over a WebSocket. No driver (Playwright, CDP) sits in between: the page
-itself runs JSON commands and reports events, so the only moving parts are one
-Chromium process tree and one socket. Chromium runs under reaper.py, which reaps the
-whole tree before it exits and takes it down if the test process dies.
+Theory of operation. `launch_chromium(ns)` (or `launch_firefox(ns)`, or
+`launch_browser(kind, ns)`) opens an aiohttp server on a loopback socket created inside
+the namespace, starts the browser there (through `ip netns exec`) on the harness page
+(page/index.html + page/harness.js), and waits for the page to connect back over a
+WebSocket. No driver (Playwright, CDP, Marionette) sits in between: the page itself
+runs JSON commands and reports events, so the only moving parts are one browser
+process tree and one socket. The browser runs under reaper.py, which reaps the whole
+tree before it exits and takes it down if the test process dies.
 
-- `Chromium` owns the process, the server and the current `BrowserPage`;
-  `Chromium.new_page()` navigates to a fresh page (a new JS context, all peer
-  connections gone) for the next test.
+- `Browser` owns the process, the server and the current `BrowserPage`;
+  `Browser.new_page()` navigates to a fresh page (a new JS context, all peer
+  connections gone) for the next test. `Chromium` and `Firefox` differ only in how the
+  process is started (flags, or a profile with a user.js); everything else is shared.
+- Firefox needs a namespace with an address that has a default route
+  (`add_default_route`): it gathers no host candidate otherwise.
 - `BrowserPage.call()` sends one command and awaits its reply, with a timeout; a
   rejected promise in the page raises `PageError` carrying the DOMException name
   (`InvalidStateError`, `OperationError`, ...).
@@ -18,8 +22,8 @@ whole tree before it exits and takes it down if the test process dies.
   page order and are recorded: trickled candidates (`candidates` queue), the state
   history with page and local timestamps, negotiationneeded, data channel messages,
   tracks. `wait_for_*` methods wait on those records, never by sleeping.
-- Every failure (timeout, page error, Chromium exit) carries a diagnostic with the
-  page's console, uncaught errors and the tail of Chromium's stderr.
+- Every failure (timeout, page error, browser exit) carries a diagnostic with the
+  page's console, uncaught errors and the tail of the browser's stderr.
 """
 
 from __future__ import annotations
@@ -49,7 +53,10 @@ from aiohttp import WSMsgType, web
 from .netns import NetNs
 
 __all__ = [
+    "BROWSERS",
     "CHROMIUM_FLAGS",
+    "FIREFOX_PREFS",
+    "Browser",
     "BrowserDataChannel",
     "BrowserGone",
     "BrowserPage",
@@ -57,13 +64,20 @@ __all__ = [
     "Changes",
     "Chromium",
     "ConsoleEntry",
+    "Firefox",
     "HarnessError",
     "HarnessTimeout",
     "PageError",
     "StateChange",
+    "add_default_route",
+    "browser_missing",
     "chromium_executable",
     "chromium_missing",
+    "firefox_executable",
+    "firefox_missing",
+    "launch_browser",
     "launch_chromium",
+    "launch_firefox",
     "poll_until",
 ]
 
@@ -95,7 +109,7 @@ CHROMIUM_FLAGS: tuple[str, ...] = (
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
     "--enable-logging=stderr",
-    "--v=0",
+    "--v=0", "--vmodule=p2p_transport_channel=1,port=1,connection=1",
 )
 
 #: Chromium stderr lines that say nothing about a failure (no D-Bus, no GPU here).
@@ -103,8 +117,69 @@ NOISE = re.compile(
     r"dbus|bluez|idle_linux|vaapi|sandbox_linux|unexpected operator|source: chrome://"
 )
 
+#: user.js of the Firefox profile. The first two are from DESIGN.md: without them Firefox
+#: hides host addresses behind mDNS names and gathers no loopback candidate. The media
+#: ones give getUserMedia a fake device with no prompt and let audio play unprompted.
+#: The rest keep Firefox off the network (updates, telemetry, safe browsing, remote
+#: settings, captive portal and connectivity probes, prefetching, plugin downloads) and
+#: its timers exact (privacy.reduceTimerPrecision rounds performance.now()).
+FIREFOX_PREFS: dict[str, bool | int | str] = {
+    "media.peerconnection.ice.obfuscate_host_addresses": False,
+    "media.peerconnection.ice.loopback": True,
+    "media.navigator.streams.fake": True,
+    "media.navigator.permission.disabled": True,
+    "media.autoplay.default": 0,
+    "media.autoplay.blocking_policy": 0,
+    "privacy.reduceTimerPrecision": False,
+    "devtools.console.stdout.content": True,
+    "app.update.enabled": False,
+    "app.update.auto": False,
+    "app.update.disabledForTesting": True,
+    "app.normandy.enabled": False,
+    "app.shield.optoutstudies.enabled": False,
+    "browser.shell.checkDefaultBrowser": False,
+    "browser.startup.page": 0,
+    "browser.startup.homepage_override.mstone": "ignore",
+    "browser.aboutwelcome.enabled": False,
+    "browser.newtabpage.enabled": False,
+    "browser.ping-centre.telemetry": False,
+    "browser.region.network.url": "",
+    "browser.region.update.enabled": False,
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "browser.safebrowsing.downloads.enabled": False,
+    "browser.safebrowsing.blockedURIs.enabled": False,
+    "browser.safebrowsing.provider.mozilla.updateURL": "",
+    "browser.safebrowsing.provider.google.updateURL": "",
+    "browser.safebrowsing.provider.google4.updateURL": "",
+    "browser.search.update": False,
+    "browser.sessionstore.resume_from_crash": False,
+    "browser.tabs.warnOnClose": False,
+    "datareporting.healthreport.uploadEnabled": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "extensions.update.enabled": False,
+    "extensions.getAddons.cache.enabled": False,
+    "extensions.systemAddon.update.enabled": False,
+    "media.gmp-manager.url": "",
+    "media.gmp-provider.enabled": False,
+    "media.gmp-gmpopenh264.enabled": False,
+    "network.captive-portal-service.enabled": False,
+    "network.connectivity-service.enabled": False,
+    "network.dns.disablePrefetch": True,
+    "network.prefetch-next": False,
+    "network.http.speculative-parallel-limit": 0,
+    "network.proxy.type": 0,
+    "services.settings.server": "",
+    "toolkit.telemetry.enabled": False,
+    "toolkit.telemetry.unified": False,
+    "toolkit.telemetry.archive.enabled": False,
+    "toolkit.telemetry.server": "",
+    "toolkit.startup.max_resumed_crashes": -1,
+}
+
 #: Profile directories are named PREFIX + PID + "-...": a later run deletes a killed run's.
 PROFILE_PREFIX = "unbroken-chromium-"
+FIREFOX_PROFILE_PREFIX = "unbroken-firefox-"
 DEFAULT_TIMEOUT = 10.0
 STDERR_LINES = 200
 
@@ -125,6 +200,44 @@ def chromium_missing() -> str | None:
     return None
 
 
+def firefox_executable() -> str | None:
+    """The Firefox binary to use: $UNBROKEN_FIREFOX, else /usr/bin/firefox-esr if present."""
+    path = os.environ.get("UNBROKEN_FIREFOX", "/usr/bin/firefox-esr")
+    return path if os.access(path, os.X_OK) else None
+
+
+def firefox_missing() -> str | None:
+    """Return None if Firefox can be launched, else why not."""
+    if firefox_executable() is None:
+        return (
+            "Firefox not found at $UNBROKEN_FIREFOX or /usr/bin/firefox-esr "
+            "(install it with scripts/install-test-deps.sh)"
+        )
+    return None
+
+
+def browser_missing(kind: str) -> str | None:
+    """Return None if the browser of this kind ("chromium", "firefox") can be launched."""
+    return {"chromium": chromium_missing, "firefox": firefox_missing}[kind]()
+
+
+def add_default_route(ns: NetNs, subnet: str = "10.203.0") -> str:
+    """Give `ns` an address with a default route; return that address.
+
+    Firefox gathers host candidates only on an interface with a default route (DESIGN.md).
+    A veth pair made inside the namespace, SUBNET.1 on one end and SUBNET.2 on the other,
+    with the default route via SUBNET.2: both ends are local addresses of the namespace,
+    forwarding is off in a new namespace, so nothing routed there leaves it.
+    """
+    ns.ip("link", "add", "ubveth0", "type", "veth", "peer", "name", "ubveth1")
+    ns.ip("addr", "add", f"{subnet}.1/24", "dev", "ubveth0")
+    ns.ip("addr", "add", f"{subnet}.2/24", "dev", "ubveth1")
+    ns.ip("link", "set", "ubveth0", "up")
+    ns.ip("link", "set", "ubveth1", "up")
+    ns.ip("route", "add", "default", "via", f"{subnet}.2")
+    return f"{subnet}.1"
+
+
 class Changes:
     """Wake waiters whenever something changed; they re-check their own condition.
 
@@ -137,6 +250,11 @@ class Changes:
     def notify(self) -> None:
         event, self._event = self._event, asyncio.Event()
         event.set()
+
+    @property
+    def event(self) -> asyncio.Event:
+        """The event the next `notify()` sets (take it before checking a condition)."""
+        return self._event
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Return once `predicate()` is true; raise asyncio.TimeoutError after `timeout`."""
@@ -223,6 +341,8 @@ class BrowserDataChannel:
     messages: list[str | bytes] = field(default_factory=list, repr=False)
     #: Page time (epoch ms) at which each message arrived, parallel to `messages`.
     arrivals: list[float] = field(default_factory=list, repr=False)
+    #: time.monotonic() when Python got each message's event, parallel to `messages`.
+    received: list[float] = field(default_factory=list, repr=False)
     errors: list[str] = field(default_factory=list)
 
     async def send(self, data: str | bytes) -> None:
@@ -271,6 +391,8 @@ class BrowserPeerConnection:
         self.channels: dict[str, BrowserDataChannel] = {}
         self.tracks: list[dict[str, Any]] = []
         self.candidate_errors: list[dict[str, Any]] = []
+        #: "selected" reports of `watch_selected()`: (info, time.monotonic() on arrival).
+        self.selected_history: list[tuple[dict[str, Any], float]] = []
 
     def __repr__(self) -> str:
         return f"<BrowserPeerConnection {self.id} in {self.page.session}>"
@@ -510,6 +632,34 @@ class BrowserPeerConnection:
                 return pair
         return None
 
+    async def add_user_media(self, audio: bool = True, video: bool = False) -> list[dict[str, Any]]:
+        """getUserMedia from the browser's fake devices, every track added with addTrack."""
+        result: list[dict[str, Any]] = await self._call("addUserMedia", audio=audio, video=video)
+        return result
+
+    async def selected_info(self) -> dict[str, Any]:
+        """The selected pair's ufrags and addresses, the current ufrags and the ICE role.
+
+        Keys: localUfrag, remoteUfrag (of the selected pair's candidates, from getStats),
+        currentLocalUfrag, currentRemoteUfrag (of the current descriptions), local,
+        remote ("type address:port"), role.
+        """
+        result: dict[str, Any] = await self._call("selected")
+        return result
+
+    async def watch_selected(self, interval_ms: int = 10) -> None:
+        """Report `selected_info()` whenever it changes, into `selected_history`.
+
+        Polls getStats in the page every `interval_ms` (Firefox has no
+        selectedcandidatepairchange event), and at once on the event where it exists.
+        """
+        await self._call("watchSelected", interval=interval_ms)
+
+    @property
+    def last_selected(self) -> dict[str, Any] | None:
+        """The latest "selected" report (None before `watch_selected()` reported)."""
+        return self.selected_history[-1][0] if self.selected_history else None
+
     async def close(self) -> None:
         """pc.close()."""
         await self._call("closePc")
@@ -538,17 +688,21 @@ class BrowserPeerConnection:
             channel = self.channels[msg["label"]]
             channel.messages.append(base64.b64decode(data) if msg["binary"] else data)
             channel.arrivals.append(msg["t"])
+            channel.received.append(now)
         elif name == "track":
             self.tracks.append(msg)
         elif name == "icecandidateerror":
             self.candidate_errors.append(msg)
+        elif name == "selected":
+            self.selected_history.append((msg["info"], now))
 
 
 class BrowserPage:
     """One load of the harness page: a command channel plus the events it reports."""
 
-    def __init__(self, chromium: Chromium, session: str) -> None:
-        self.chromium = chromium
+    def __init__(self, browser: Browser, session: str) -> None:
+        self.browser = browser
+        self.chromium = browser  # the name from before Firefox joined; same object
         self.session = session
         self.console: list[ConsoleEntry] = []
         self.errors: list[ConsoleEntry] = []  # uncaught errors and unhandled rejections
@@ -568,12 +722,17 @@ class BrowserPage:
         """Why the page is gone, or None while it is connected."""
         return self._closed
 
+    @property
+    def changes(self) -> Changes:
+        """Notified at every reply and event from the page."""
+        return self._changed
+
     def check_loop(self) -> None:
         """Fail clearly when used from another event loop than the one Chromium runs on.
 
         Without this, replies land on the other loop and the call just times out.
         """
-        if asyncio.get_running_loop() is not self.chromium.loop:
+        if asyncio.get_running_loop() is not self.browser.loop:
             raise HarnessError(
                 "the browser is used from another event loop than the one it was launched "
                 "on; with the module-scoped fixtures, mark the test module with "
@@ -670,7 +829,7 @@ class BrowserPage:
                 f"{c.label!r}={c.state}/{len(c.messages)} msgs" for c in peer.channels.values()
             )
             parts.append(f"pc {peer.id}: {states}; channels: {channels or 'none'}")
-        parts.append(self.chromium.stderr_tail(lines))
+        parts.append(self.browser.stderr_tail(lines))
         return "\n".join(parts)
 
     # -- transport ------------------------------------------------------------------
@@ -730,8 +889,15 @@ class BrowserPage:
                 peer._on_event(name, msg, time.monotonic())
 
 
-class Chromium:
-    """A Chromium process in a namespace plus the server its harness page talks to."""
+class Browser:
+    """A browser process in a namespace plus the server its harness page talks to.
+
+    Subclasses say how to start the process (`_argv`); the server, the pages, the
+    output capture and the shutdown are shared.
+    """
+
+    kind = "browser"
+    profile_prefix = PROFILE_PREFIX
 
     def __init__(
         self,
@@ -741,9 +907,9 @@ class Chromium:
         host: str = "127.0.0.1",
     ) -> None:
         self.ns = ns
-        found = executable or chromium_executable()
+        found = executable or self._default_executable()
         if found is None:
-            raise HarnessError(chromium_missing() or "no chromium")
+            raise HarnessError(browser_missing(self.kind) or f"no {self.kind}")
         self.executable: str = found
         self.extra_flags = tuple(extra_flags)
         self.host = host
@@ -759,25 +925,33 @@ class Chromium:
         self._tasks: list[asyncio.Task[Any]] = []
         self._exited: asyncio.Future[int | None] | None = None
 
+    @staticmethod
+    def _default_executable() -> str | None:
+        raise NotImplementedError
+
+    def _argv(self, profile: str, url: str) -> list[str]:
+        """The browser's command line (after the namespace and reaper prefix)."""
+        raise NotImplementedError
+
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/page/index.html"
 
     def stderr_tail(self, lines: int = 40) -> str:
-        """The last lines Chromium wrote to stderr (its log and console lines).
+        """The last lines the browser wrote to stderr (its log and console lines).
 
         D-Bus complaints (there is no bus here) are left out: they are noise.
         """
         tail = [line for line in self._stderr if not NOISE.search(line)][-lines:]
-        head = f"--- chromium stderr (last {len(tail)} lines)"
+        head = f"--- {self.kind} stderr (last {len(tail)} lines)"
         if self._exited is not None and self._exited.done():
-            head += f"; chromium exited with {self._exited.result()}"
+            head += f"; {self.kind} exited with {self._exited.result()}"
         return "\n".join([head, *tail])
 
     async def start(self, timeout: float = 30.0) -> BrowserPage:
-        """Start the server and Chromium, and wait for the first page to connect."""
+        """Start the server and the browser, and wait for the first page to connect."""
         _sweep_stale_profiles()
-        self._profile = tempfile.mkdtemp(prefix=f"{PROFILE_PREFIX}{os.getpid()}-")
+        self._profile = tempfile.mkdtemp(prefix=f"{self.profile_prefix}{os.getpid()}-")
         app = web.Application()
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_static("/page/", PAGE_DIR)
@@ -798,11 +972,7 @@ class Chromium:
             *self.ns.exec_prefix(),
             sys.executable,
             str(REAPER),  # reaps the whole tree before it exits: no zombies left behind
-            self.executable,
-            *CHROMIUM_FLAGS,
-            *self.extra_flags,
-            f"--user-data-dir={self._profile}",
-            f"{self.url}?session={session}",
+            *self._argv(self._profile, f"{self.url}?session={session}"),
         ]
         log.info("starting %s", " ".join(argv))
         self._proc = await asyncio.create_subprocess_exec(
@@ -822,7 +992,7 @@ class Chromium:
     async def new_page(self, timeout: float = 15.0) -> BrowserPage:
         """Navigate to a fresh harness page (new JS context, no peer connections)."""
         if self.page is None:
-            raise HarnessError("Chromium is not started")
+            raise HarnessError(f"{self.kind} is not started")
         session = uuid.uuid4().hex
         hello = self._expect(session)
         old = self.page
@@ -849,7 +1019,7 @@ class Chromium:
         hello.cancel()
         if self._exited.done():
             raise BrowserGone(
-                f"Chromium exited ({self._exited.result()}) before the page connected\n"
+                f"{self.kind} exited ({self._exited.result()}) before the page connected\n"
                 + self.stderr_tail()
             )
         raise HarnessTimeout(
@@ -882,17 +1052,17 @@ class Chromium:
         async for raw in self._proc.stdout:
             line = raw.decode(errors="replace").rstrip()
             self._stderr.append(line)
-            log.debug("chromium: %s", line)
+            log.debug("%s: %s", self.kind, line)
 
     async def _watch_exit(self) -> None:
         assert self._proc is not None and self._exited is not None
         code = await self._proc.wait()
         self._exited.set_result(code)
         if self.page is not None:
-            self.page._mark_closed(f"Chromium exited with {code}")
+            self.page._mark_closed(f"{self.kind} exited with {code}")
 
     async def close(self) -> None:
-        """Stop Chromium and every process it started, the server, and delete the profile.
+        """Stop the browser and every process it started, the server, and delete the profile.
 
         SIGTERM goes to the whole process group; the reaper at its head exits once every
         descendant is reaped, so when this returns no Chromium process is left, not even
@@ -915,7 +1085,7 @@ class Chromium:
                 await asyncio.sleep(0.05)
             left = _live_group_members(self.pid)
             if left:
-                log.warning("Chromium processes still alive after close: %s", left)
+                log.warning("%s processes still alive after close: %s", self.kind, left)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -934,9 +1104,74 @@ class Chromium:
             await asyncio.wait_for(self._proc.wait(), wait)
 
 
+class Chromium(Browser):
+    """Headless Chromium with the flags of DESIGN.md (`CHROMIUM_FLAGS`)."""
+
+    kind = "chromium"
+    profile_prefix = PROFILE_PREFIX
+
+    @staticmethod
+    def _default_executable() -> str | None:
+        return chromium_executable()
+
+    def _argv(self, profile: str, url: str) -> list[str]:
+        return [
+            self.executable,
+            *CHROMIUM_FLAGS,
+            *self.extra_flags,
+            f"--user-data-dir={profile}",
+            url,
+        ]
+
+
+class Firefox(Browser):
+    """Headless Firefox ESR on a fresh profile whose user.js holds `FIREFOX_PREFS`.
+
+    `extra_prefs` add to or override them. The namespace needs an address with a
+    default route (`add_default_route`).
+    """
+
+    kind = "firefox"
+    profile_prefix = FIREFOX_PROFILE_PREFIX
+
+    def __init__(
+        self,
+        ns: NetNs,
+        executable: str | None = None,
+        extra_flags: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        extra_prefs: dict[str, bool | int | str] | None = None,
+    ) -> None:
+        super().__init__(ns, executable, extra_flags, host)
+        self.prefs = {**FIREFOX_PREFS, **(extra_prefs or {})}
+
+    @staticmethod
+    def _default_executable() -> str | None:
+        return firefox_executable()
+
+    def _argv(self, profile: str, url: str) -> list[str]:
+        lines = [f"user_pref({json.dumps(k)}, {json.dumps(v)});" for k, v in self.prefs.items()]
+        Path(profile, "user.js").write_text("\n".join(lines) + "\n")
+        return [
+            self.executable,
+            "--headless",
+            "--no-remote",
+            "--profile",
+            profile,
+            *self.extra_flags,
+            url,
+        ]
+
+
+#: Browser classes by kind.
+BROWSERS: dict[str, type[Browser]] = {"chromium": Chromium, "firefox": Firefox}
+
+
 def _sweep_stale_profiles() -> None:
     """Delete profile directories left by test runs that were killed (their pid is gone)."""
-    pattern = re.compile(rf"^{re.escape(PROFILE_PREFIX)}(\d+)-")
+    pattern = re.compile(
+        rf"^(?:{re.escape(PROFILE_PREFIX)}|{re.escape(FIREFOX_PROFILE_PREFIX)})(\d+)-"
+    )
     tmp = tempfile.gettempdir()
     for name in os.listdir(tmp):
         match = pattern.match(name)
@@ -966,6 +1201,23 @@ def _live_group_members(pgid: int) -> list[int]:
 
 
 @contextlib.asynccontextmanager
+async def launch_browser(
+    kind: str,
+    ns: NetNs,
+    executable: str | None = None,
+    extra_flags: Sequence[str] = (),
+    timeout: float = 30.0,
+) -> AsyncIterator[Browser]:
+    """Run the browser of this kind in `ns` on the harness page for the `async with` block."""
+    browser = BROWSERS[kind](ns, executable, extra_flags)
+    try:
+        await browser.start(timeout)
+        yield browser
+    finally:
+        await browser.close()
+
+
+@contextlib.asynccontextmanager
 async def launch_chromium(
     ns: NetNs,
     executable: str | None = None,
@@ -979,3 +1231,19 @@ async def launch_chromium(
         yield chromium
     finally:
         await chromium.close()
+
+
+@contextlib.asynccontextmanager
+async def launch_firefox(
+    ns: NetNs,
+    executable: str | None = None,
+    extra_flags: Sequence[str] = (),
+    timeout: float = 30.0,
+) -> AsyncIterator[Firefox]:
+    """Run Firefox in `ns` (which needs `add_default_route`) for the `async with` block."""
+    firefox = Firefox(ns, executable, extra_flags)
+    try:
+        await firefox.start(timeout)
+        yield firefox
+    finally:
+        await firefox.close()

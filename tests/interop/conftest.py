@@ -13,18 +13,38 @@ CI=true, so a CI machine without Chromium cannot pass by skipping everything.
 The Python side of every test comes from the `python_peer` factory fixture,
 parametrized by implementation name ("aiortc" and "unbroken"):
 add an entry to peers.PYTHON_PEERS.
+
+Restart soaks (test_*_soak.py) use their own module-scoped fixtures, parametrized by
+browser kind: `soak_env` (a namespace per browser: lo only for Chromium, plus a veth
+pair with a default route for Firefox), `soak_browser`, `soak_page`, and `ours_child`, a
+factory of our peer connections each in its own process (ours_process.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from .browser import BrowserPage, Chromium, chromium_missing, launch_chromium
+from .browser import (
+    Browser,
+    BrowserPage,
+    Chromium,
+    add_default_route,
+    browser_missing,
+    chromium_missing,
+    launch_browser,
+    launch_chromium,
+)
 from .netns import NetNs, netns_available
+from .ours_process import OursProcess
 from .peers import PYTHON_PEER_ADDRESS, PYTHON_PEERS, PythonPeer
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
@@ -94,7 +114,8 @@ def pytest_runtest_makereport(
     report = yield
     browser_page = item.stash.get(PAGE_KEY, None)
     if browser_page is not None and report.failed:
-        report.sections.append((f"chromium page ({call.when})", browser_page.diagnostics(100)))
+        kind = browser_page.browser.kind
+        report.sections.append((f"{kind} page ({call.when})", browser_page.diagnostics(100)))
     return report
 
 
@@ -114,3 +135,109 @@ async def python_peer(
     yield factory
     for peer in made:
         await peer.close()
+
+
+# ----------------------------------------------------------------- restart soaks
+
+#: Browsers the soaks run against, one namespace and one browser process each.
+SOAK_BROWSERS = ("chromium", "firefox")
+
+#: Chromium's fake capture devices, for getUserMedia in the audio soak (Firefox's come
+#: from its media.navigator.streams.fake pref).
+SOAK_CHROMIUM_FLAGS = ("--use-fake-device-for-media-stream",)
+
+
+@pytest.fixture(scope="module", params=SOAK_BROWSERS)
+def soak_env(request: pytest.FixtureRequest) -> Iterator[tuple[str, NetNs, str]]:
+    """(browser kind, its namespace, the address our peers use there).
+
+    Chromium gathers 127.0.0.1 in a namespace with only `lo`; ours uses 127.0.0.2.
+    Firefox gathers only on an interface with a default route: the namespace gets a veth
+    pair (10.203.0.1 and .2, default route via .2, all inside it) and ours uses 10.203.0.1.
+    """
+    kind: str = request.param
+    require(netns_available())
+    require(browser_missing(kind))
+    ns = NetNs.create(prefix="ubt", extra_addresses=(f"{PYTHON_PEER_ADDRESS}/8",))
+    try:
+        address = add_default_route(ns) if kind == "firefox" else PYTHON_PEER_ADDRESS
+        yield kind, ns, address
+    finally:
+        ns.delete()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def soak_browser(soak_env: tuple[str, NetNs, str]) -> AsyncIterator[Browser]:
+    """The soak's browser, in its namespace, for the whole module."""
+    kind, ns, _ = soak_env
+    flags = SOAK_CHROMIUM_FLAGS if kind == "chromium" else ()
+    async with launch_browser(kind, ns, extra_flags=flags) as browser:
+        yield browser
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def soak_page(
+    soak_browser: Browser, request: pytest.FixtureRequest
+) -> AsyncIterator[BrowserPage]:
+    """A fresh harness page in the soak's browser (diagnostics shown on failure)."""
+    fresh = await soak_browser.new_page()
+    request.node.stash[PAGE_KEY] = fresh
+    yield fresh
+    if fresh.errors:
+        text = "\n".join(e.text for e in fresh.errors)
+        pytest.fail(f"uncaught errors in the harness page:\n{text}", False)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def ours_child(
+    tmp_path: Path,
+) -> AsyncIterator[Callable[[NetNs, str, str], Awaitable[OursProcess]]]:
+    """A factory of our peer connections, each in its own process in a namespace.
+
+    `await ours_child(ns, name, address)`; each child's DEBUG log (unbroken.ice) is written
+    to tmp_path/NAME.log, and its tail is part of every soak failure.
+    """
+    made: list[OursProcess] = []
+
+    async def start(ns: NetNs, name: str, address: str) -> OursProcess:
+        child = OursProcess(name, tmp_path / f"{name}.log")
+        made.append(child)
+        await child.start(ns.exec_prefix(), address)
+        return child
+
+    yield start
+    for child in made:
+        await child.close()
+
+
+@contextlib.contextmanager
+def capture(ns: NetNs, name: str) -> Iterator[Path | None]:
+    """Capture UDP in `ns` to $UNBROKEN_CAPTURE_DIR/NAME.pcap when that variable is set.
+
+    For diagnosing a failing soak (tcpdump must be installed); a no-op otherwise.
+    """
+    directory = os.environ.get("UNBROKEN_CAPTURE_DIR")
+    if not directory or shutil.which("tcpdump") is None:
+        yield None
+        return
+    path = Path(directory) / (re.sub(r"[^\w.-]+", "_", name) + ".pcap")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [*ns.exec_prefix(), "tcpdump", "-i", "any", "-U", "-s", "0", "-w", str(path), "udp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def soak_capture(
+    soak_env: tuple[str, NetNs, str], request: pytest.FixtureRequest
+) -> Iterator[Path | None]:
+    """A packet capture of the soak's namespace for the test (see `capture`)."""
+    with capture(soak_env[1], request.node.name) as path:
+        yield path

@@ -13,12 +13,14 @@ from .candidate import Candidate, CandidateError, candidate_priority, foundation
 from .checklist import CandidatePair, Generation, PairState
 from .config import IceConfig
 from .events import (
+    BaseReleased,
     CandidateErrorEvent,
     Event,
     GatheringComplete,
     GatheringStateChanged,
     GenerationReleased,
     LocalCandidateGathered,
+    MappedAddressChanged,
     RoleChanged,
     SelectedPairChanged,
     StateChanged,
@@ -26,6 +28,7 @@ from .events import (
 from .states import ALLOWED, IceGatheringState, IceTransportState
 
 __all__ = [
+    "BaseReleased",
     "ALLOWED",
     "Candidate",
     "CandidateError",
@@ -45,6 +48,7 @@ __all__ = [
     "IceTransportState",
     "InvalidCredentialsError",
     "LocalCandidateGathered",
+    "MappedAddressChanged",
     "PairState",
     "RoleChanged",
     "SelectedPairChanged",

@@ -25,6 +25,7 @@ The state (states.py) is derived from facts after every input and reported on ch
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 from collections import Counter, deque
@@ -43,21 +44,27 @@ from .candidate import (
 from .checklist import PENDING_STATES, CandidatePair, Generation, PairState, PendingCheck
 from .config import IceConfig
 from .events import (
+    BaseReleased,
     CandidateErrorEvent,
     Event,
     GatheringComplete,
     GatheringStateChanged,
     GenerationReleased,
     LocalCandidateGathered,
+    MappedAddressChanged,
     RoleChanged,
     SelectedPairChanged,
     StateChanged,
 )
+from .ratelimit import TokenBucket
 from .states import IceGatheringState, IceTransportState, StateFacts, derive_state
 
 logger = logging.getLogger(__name__)
 
 ICE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# Nothing heard on the pair given up for this long means packets were being lost on it
+# (a data channel sending every 10-50 ms hears acknowledgements far more often).
+OUTAGE_SILENCE = 0.2
 UFRAG_LENGTH = 8  # RFC 8839 §5.4: at least 4 characters (24 bits of randomness)
 PWD_LENGTH = 24  # RFC 8839 §5.4: at least 22 characters (128 bits)
 
@@ -157,7 +164,19 @@ def _checked_remote(cand: Candidate) -> Candidate | None:
         host = normalize_ip(cand.host)
     except ValueError:
         return None
+    if not _unicast(host):
+        return None
     return cand if host == cand.host else replace(cand, host=host)
+
+
+def _unicast(host: str) -> bool:
+    """False for addresses no check may go to: multicast, broadcast, unspecified.
+
+    A candidate of 224.0.0.1 or ff02::1 would make us spray checks at a whole network
+    (issue 7); RFC 8445 §5.1.1.1 gathers unicast addresses only, so a peer has none other.
+    """
+    ip = ipaddress.ip_address(host)
+    return not (ip.is_multicast or ip.is_unspecified or host == "255.255.255.255")
 
 
 class IceAgent:
@@ -186,9 +205,12 @@ class IceAgent:
         self._state = IceTransportState.NEW
         self._gathering_state = IceGatheringState.NEW
         self._closed = False
+        self._touched = False  # a STUN message was processed since the last drain()
         self._ever_connected = False
         self._pair_counter = 0
         self.counters: Counter[str] = Counter()
+        # Error replies to unauthenticated requests (see IceConfig.error_reply_rate).
+        self._error_replies = TokenBucket()
         self._new_generation(credentials)
 
     # ----------------------------------------------------------------- properties
@@ -266,6 +288,8 @@ class IceAgent:
             return
         self._bases.append(address)
         gen = self._generations[-1]
+        if gen.bases is not None:
+            gen.bases.append(address)
         if gen.gathering_started and not gen.gathering_complete:
             self._gather_base(gen, address, len(self._bases) - 1, now)
             self._check_gathering_complete(gen)
@@ -281,6 +305,8 @@ class IceAgent:
             return
         self._bases.remove(address)
         for gen in self._generations:
+            if gen.bases is not None and address in gen.bases:
+                gen.bases.remove(address)
             for pair in gen.pairs:
                 if pair.base == address:
                     pair.state = PairState.FAILED
@@ -300,7 +326,9 @@ class IceAgent:
             return
         gen.gathering_started = True
         self._update_gathering_state()  # webrtc-pc: "gathering" is reported even when it is instant
-        for index, base in enumerate(self._bases):
+        if gen.bases is None:
+            gen.bases = list(self._bases)
+        for index, base in enumerate(gen.bases):
             self._gather_base(gen, base, index, now)
         self._check_gathering_complete(gen)
         self._update_gathering_state()
@@ -313,6 +341,8 @@ class IceAgent:
         *,
         controlling: bool | None = None,
         remove_bases: tuple[Address, ...] = (),
+        new_bases: tuple[Address, ...] | None = None,
+        answering: bool = False,
     ) -> tuple[str, str]:
         """Begin a new generation: new credentials, fresh gathering and check list (RFC 8445 §9).
 
@@ -320,7 +350,15 @@ class IceAgent:
         selects a pair. `controlling` sets the role for the new generation (roles are
         decided anew on each restart, see docs/ice.md); `remove_bases` are local
         addresses that vanished, dropped in the same step so that no `failed` is reported
-        between losing them and restarting. Returns the new local (ufrag, pwd).
+        between losing them and restarting. `new_bases`, when given, are the only sockets
+        the new generation uses (fresh ports, as browsers do: libwebrtc keeps one
+        connection per remote address and generation, and a reused port makes it confuse
+        generations); older bases go with the generations that use them (BaseReleased).
+        `answering`: the peer offered this restart; our own checks wait up to
+        IceConfig.answer_check_hold for the peer's, so that ours do not reach it before
+        our answer does (libwebrtc then learns our new address as a low-priority
+        peer-reflexive candidate of no known generation and prunes it for good next to
+        the old pair; docs/ice.md). Returns the new local (ufrag, pwd).
         """
         if self._closed:
             raise IceError("the agent is closed")
@@ -332,8 +370,18 @@ class IceAgent:
         role_before = self._controlling
         if controlling is not None:
             self._set_role(controlling)
+        for tx in self._transactions.values():
+            if tx.kind == "check" and not tx.cancelled:
+                # The older generations' checks stop here (a late answer still counts).
+                tx.cancelled = True
+                tx.max_attempts = tx.attempts
         gen = self._new_generation(credentials)
         gen.role_before_restart = role_before
+        if answering:
+            gen.hold_checks_until = now + self.config.answer_check_hold
+        if new_bases is not None:
+            gen.bases = list(new_bases)
+            self._bases.extend(b for b in new_bases if b not in self._bases)
         self.gather(now)
         self._trim_generations(now)
         self._update_state(now)
@@ -485,19 +533,29 @@ class IceAgent:
         pair = self._selected
         if pair is None or pair.base != local or pair.remote.address != remote:
             pair = self._find_pair(local, remote)
-            if pair is None or pair.state is not PairState.SUCCEEDED:
+            # RFC 8445 §12.1: be ready to receive on any pair the peer may use: one that
+            # succeeded, or one whose authenticated checks we answered (the peer may send
+            # on it before our own check on it completes, as libwebrtc does on restart).
+            if (
+                pair is None
+                or pair.consent_revoked
+                or (pair.state is not PairState.SUCCEEDED and pair.requests_received == 0)
+            ):
                 self.counters["data_from_stranger"] += 1
                 return None
         pair.bytes_received += len(data)
         pair.packets_received += 1
         pair.last_received = now
-        if pair is self._selected and not self._receiving:
+        if pair is not self._selected:
+            self._maybe_follow(pair, now)  # the peer sends on another path: ours died?
+        elif not self._receiving:
             self._update_state(now)
         return data
 
     def has_output(self) -> bool:
-        """True when the last inputs queued datagrams or events (a cheap check for drivers)."""
-        return bool(self._transmits or self._events)
+        """True when the last inputs queued datagrams or events, or may have moved the
+        deadline: a driver that skips drain() otherwise (junk, plain data) loses nothing."""
+        return self._touched or bool(self._transmits or self._events)
 
     def drain(self) -> Output:
         """Take every queued datagram and event, and the next deadline.
@@ -507,6 +565,7 @@ class IceAgent:
         """
         events = list(self._events)
         self._events.clear()
+        self._touched = False
         return Output(self.datagrams_to_send(), events, self.get_timer())
 
     def datagrams_to_send(self) -> list[Transmit]:
@@ -535,8 +594,14 @@ class IceAgent:
             if gen.draining:
                 consider(gen.draining_until, f"release generation {gen.index}")
                 continue
-            if gen.has_remote and gen.gathering_started and gen.has_waiting_work():
-                consider(gen.next_check_at, f"pacing generation {gen.index}")
+            if (
+                gen is self._generations[-1]
+                and gen.has_remote
+                and gen.gathering_started
+                and gen.has_waiting_work()
+            ):
+                at = max(gen.next_check_at, gen.hold_checks_until or 0.0)
+                consider(at, f"pacing generation {gen.index}")
             if self._wants_nomination(gen) and gen.first_valid_at is not None:
                 consider(gen.first_valid_at + self.config.nomination_delay, "nomination")
             if (
@@ -561,12 +626,22 @@ class IceAgent:
             return
         for tx in [t for t in self._transactions.values() if t.next_at <= now]:
             self._transaction_timer(tx, now)
+        newest = self._generations[-1]
         for gen in list(self._generations):
             if gen.draining:
                 if gen.draining_until is not None and now >= gen.draining_until:
                     self._release(gen)
                 continue
-            if gen.has_remote and gen.gathering_started and now >= gen.next_check_at:
+            # RFC 8445 §14: checks are paced per agent. Only the newest generation checks;
+            # older ones keep their selected pair's consent and nothing else, so a peer
+            # restarting in a loop cannot multiply our check rate (issue 7).
+            if (
+                gen is newest
+                and gen.has_remote
+                and gen.gathering_started
+                and now >= gen.next_check_at
+                and now >= (gen.hold_checks_until or 0.0)
+            ):
                 if self._send_next_check(gen, now):
                     gen.next_check_at = now + self.config.ta
             self._maybe_nominate(gen, now)
@@ -641,6 +716,16 @@ class IceAgent:
                 del self._transactions[tid]
         self._events.append(GenerationReleased(gen.index, gen.ufrag))
         logger.debug("released generation %d", gen.index)
+        self._release_unused_bases()
+
+    def _release_unused_bases(self) -> None:
+        """Bases no live generation uses any more: forgotten, and reported to be closed."""
+        if any(g.bases is None for g in self._generations):
+            return  # a generation that has not gathered yet may use any base
+        in_use = {b for g in self._generations for b in g.bases or ()}
+        for base in [b for b in self._bases if b not in in_use]:
+            self._bases.remove(base)
+            self._events.append(BaseReleased(base))
 
     # ----------------------------------------------------------------- gathering
 
@@ -714,7 +799,13 @@ class IceAgent:
     # ----------------------------------------------------------------- pairs and checks
 
     def _add_pair(
-        self, gen: Generation, local: Candidate, remote: Candidate, now: float
+        self,
+        gen: Generation,
+        local: Candidate,
+        remote: Candidate,
+        now: float,
+        *,
+        learned: bool = False,
     ) -> CandidatePair | None:
         if _family(local.host) != _family(remote.host) or local.base is None:
             return None
@@ -722,7 +813,8 @@ class IceAgent:
         existing = gen.pairs_by_path.get(path)
         if existing is not None:
             return existing
-        if len(gen.pairs) >= self.config.max_pairs:
+        limit = self.config.max_pairs + (self.config.max_prflx_candidates if learned else 0)
+        if len(gen.pairs) >= limit:
             self.counters["pair_over_limit"] += 1
             return None
         self._pair_counter += 1
@@ -814,7 +906,12 @@ class IceAgent:
         if gen is None or not gen.has_remote or pair.consent_revoked:
             return
         tid = self._new_tid()
-        data = self._check_request(gen, pair, tid, nominate=False)
+        # A controlling agent nominates on every consent check of the pair in use, as
+        # libwebrtc's default (semi-aggressive) nomination does: when a NAT rebinds our
+        # mapping, the check reaches the peer from a new address and the peer moves to
+        # it at once (docs/ice.md). Harmless otherwise: the pair is nominated already.
+        nominate = self._controlling and pair is self._selected
+        data = self._check_request(gen, pair, tid, nominate=nominate)
         pair.consent_requests_sent += 1
         # RFC 7675 §5.1: consent checks are not retransmitted; the next one is due anyway.
         self._transactions[tid] = _Transaction(
@@ -910,20 +1007,85 @@ class IceAgent:
     # ----------------------------------------------------------------- STUN input
 
     def _receive_stun(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        """One STUN datagram: the cheapest checks first, so junk costs next to nothing.
+
+        Size, header and method from the raw bytes; a response's transaction id is looked
+        up before anything is parsed; a request must pass `_screen_request` (FINGERPRINT,
+        our ufrag) before it is decoded and its HMAC computed. Every drop is counted.
+        """
+        if len(data) > self.config.max_stun_size:
+            self.counters["stun_oversize"] += 1
+            return
+        header = stun.read_header(data)
+        if header is None:
+            self.counters["stun_malformed"] += 1
+            return
+        method, message_class, tid = header
+        if method != stun.Method.BINDING:
+            self.counters["stun_unexpected_method"] += 1
+            return
+        if message_class is stun.MessageClass.REQUEST:
+            if not self._screen_request(data, tid, local, remote, now):
+                return
+        elif message_class is stun.MessageClass.INDICATION:
+            self.counters["stun_indication"] += 1  # RFC 7675 §5: indications are ignored
+            return
+        elif tid not in self._transactions:
+            # RFC 5389 §7.3: a response must match a transaction in progress.
+            self.counters["stun_unknown_transaction"] += 1
+            return
         try:
             msg = stun.decode(data)
         except stun.StunError:
             self.counters["stun_malformed"] += 1
             return
-        if msg.method != stun.Method.BINDING:
-            self.counters["stun_unexpected_method"] += 1
-            return
-        if msg.message_class is stun.MessageClass.REQUEST:
+        self._touched = True  # from here on the deadline may move: has_output() says so
+        if message_class is stun.MessageClass.REQUEST:
+            if not msg.has_fingerprint:  # from a known remote (the screen let it through)
+                self.counters["stun_bad_fingerprint"] += 1
+                return
             self._handle_request(msg, local, remote, now)
-        elif msg.message_class in (stun.MessageClass.SUCCESS, stun.MessageClass.ERROR):
-            self._handle_response(msg, local, remote, now)
         else:
-            self.counters["stun_indication"] += 1  # RFC 7675 §5: indications are ignored
+            self._handle_response(msg, local, remote, now)
+
+    def _screen_request(
+        self, data: bytes, tid: bytes, local: Address, remote: Address, now: float
+    ) -> bool:
+        """True when a request may be decoded and authenticated; else it was dropped.
+
+        Nothing here builds a Message or computes an HMAC: a stranger's flood of junk or
+        of requests meant for nobody here costs a CRC and a short attribute walk each.
+        Requests from the remote address of a pair we have (consent checks, mostly) skip
+        the screen: decoding and authenticating them is the work we are here for.
+        """
+        if local not in self._bases:
+            self.counters["stun_on_unknown_base"] += 1
+            return False
+        pair = self._selected
+        if pair is not None and pair.base == local and pair.remote.address == remote:
+            return True
+        if self._find_pair(local, remote) is not None:
+            return True
+        if not stun.fingerprint_ok(data):
+            # RFC 8445 §7.2.2/§7.3: checks carry FINGERPRINT; RFC 5389 §7.3: a message
+            # without a valid one is discarded silently (so there is nothing to reflect).
+            self.counters["stun_bad_fingerprint"] += 1
+            return False
+        try:
+            ours = stun.username_prefix(data)
+        except stun.StunError:
+            self.counters["stun_malformed"] += 1
+            return False
+        if ours is None:
+            self.counters["stun_no_username"] += 1
+            self._reject_unauthenticated(tid, local, remote, 400, "Bad Request", now)
+            return False
+        for gen in self._generations:
+            if ours == gen.ufrag.encode():
+                return True
+        self.counters["stun_unknown_ufrag"] += 1
+        self._reject_unauthenticated(tid, local, remote, 401, "Unauthorized", now)
+        return False
 
     def _respond(
         self, msg: stun.Message, local: Address, remote: Address, key: bytes | None
@@ -935,27 +1097,50 @@ class IceAgent:
     def _reject(
         self, request: stun.Message, local: Address, remote: Address, code: int, reason: str
     ) -> None:
+        """An unsigned error reply to an authenticated request's sender (not rate-limited)."""
         self.counters[f"stun_rejected_{code}"] += 1
         self._respond(stun.error_response(request, code, reason), local, remote, None)
+
+    def _reject_unauthenticated(
+        self, tid: bytes, local: Address, remote: Address, code: int, reason: str, now: float
+    ) -> None:
+        """A 400/401 to a request that failed authentication, within the reply budget.
+
+        RFC 5389 §10.1.2 asks for the reply, but its destination is unverified: beyond
+        IceConfig.error_reply_rate the reply is withheld (a reflection amplifier otherwise).
+        """
+        config = self.config
+        if not self._error_replies.take(now, config.error_reply_rate, config.error_reply_burst):
+            self.counters["stun_error_reply_rate_limited"] += 1
+            return
+        request = stun.Message(stun.Method.BINDING, stun.MessageClass.REQUEST, tid)
+        self._reject(request, local, remote, code, reason)
 
     def _handle_request(
         self, msg: stun.Message, local: Address, remote: Address, now: float
     ) -> None:
-        """RFC 8445 §7.3: authenticate, resolve role conflicts, answer, learn, trigger."""
-        if local not in self._bases:
-            self.counters["stun_on_unknown_base"] += 1
-            return
+        """RFC 8445 §7.3: authenticate, resolve role conflicts, answer, learn, trigger.
+
+        `_screen_request` has already checked the base, FINGERPRINT and our ufrag.
+        """
+        tid = msg.transaction_id
         if msg.username is None or not msg.has_integrity:
-            self._reject(msg, local, remote, 400, "Bad Request")  # RFC 5389 §10.1.2
+            # RFC 5389 §10.1.2
+            self.counters["stun_no_integrity"] += 1
+            self._reject_unauthenticated(tid, local, remote, 400, "Bad Request", now)
             return
         ours, _, theirs = msg.username.partition(":")
+        logger.debug("TMPDBG req %s on %s from %s uc=%s", msg.username, local, remote, msg.use_candidate)
         gen = self._generation_by_local(ours)
         if gen is None or not theirs:
-            self._reject(msg, local, remote, 401, "Unauthorized")
+            self.counters["stun_unknown_ufrag"] += 1
+            self._reject_unauthenticated(tid, local, remote, 401, "Unauthorized", now)
             return
         key = stun.short_term_key(gen.pwd)
+        self.counters["stun_integrity_checked"] += 1
         if not stun.check_integrity(msg, key):
-            self._reject(msg, local, remote, 401, "Unauthorized")
+            self.counters["stun_bad_integrity"] += 1
+            self._reject_unauthenticated(tid, local, remote, 401, "Unauthorized", now)
             return
         known = gen.pairs_by_path.get((local, remote))
         if known is not None and known.consent_revoked:
@@ -977,14 +1162,32 @@ class IceAgent:
         if msg.priority is None or (msg.ice_controlling is None and msg.ice_controlled is None):
             self._reject(msg, local, remote, 400, "Bad Request")  # RFC 8445 §7.1.1
             return
+        if gen.has_remote and gen.remote_ufrag != theirs:
+            # The peer's half of USERNAME names another of its generations (RFC 8445
+            # §7.3.1.1 "ufrag:ufrag"): a check across generations. Answering it would let
+            # the peer select a pair whose credentials neither side uses any more
+            # (libwebrtc does exactly that); 401 as libwebrtc answers such checks.
+            self.counters["stun_cross_generation"] += 1
+            self._reject(msg, local, remote, 401, "Unauthorized")
+            return
+        if gen.bases is not None and local not in gen.bases:
+            # Another generation's socket: no pair of this one can live there, and a
+            # success answer would let the peer select a pair we never create.
+            self.counters["stun_base_of_other_generation"] += 1
+            return
         # Roles are judged on the newest generation only: while a restart's signaling is
         # in flight the peer's checks on the old pair may carry its previous role, and a
         # conflict there would flip the role the restart just set (docs/ice.md).
         if gen is self._generations[-1] and self._role_conflict(msg, local, remote, key):
             return
+        if gen.has_remote and not gen.draining and not self._can_learn(gen, local, remote):
+            # Answering would let the peer select a pair we cannot have (issue 7): stay
+            # silent, as for a lost packet; its check fails and it tries other pairs.
+            self.counters["stun_check_not_learnable"] += 1
+            return
         self._respond(stun.success_response(msg, xor_mapped_address=remote), local, remote, key)
         pending = PendingCheck(local, remote, msg.priority, msg.use_candidate, theirs)
-        if gen.draining or (gen.has_remote and gen.remote_ufrag != theirs):
+        if gen.draining:
             # Consent checks on an old generation: answered, and they count as receiving.
             pair = gen.pairs_by_path.get((local, remote))
             if pair is not None:
@@ -1027,11 +1230,31 @@ class IceAgent:
                 pair.set_priority(controlling)
         self._events.append(RoleChanged(controlling))
 
+    def _can_learn(self, gen: Generation, local: Address, remote: Address) -> bool:
+        """True when a check from `remote` on `local` can have its pair in `gen`.
+
+        Peer-reflexive candidates and their pairs have a budget of their own
+        (max_prflx_candidates), so junk trickled by signaling cannot crowd out the
+        candidate the peer really checks from.
+        """
+        if (local, remote) in gen.pairs_by_path:
+            return True
+        if not any(c.type == "host" and c.base == local for c in gen.local_candidates):
+            return False  # gathering has not reached this base yet
+        known = any(c.address == remote for c in gen.remote_candidates)
+        if not known and self._prflx_count(gen) >= self.config.max_prflx_candidates:
+            return False
+        return len(gen.pairs) < self.config.max_pairs + self.config.max_prflx_candidates
+
+    @staticmethod
+    def _prflx_count(gen: Generation) -> int:
+        return sum(1 for c in gen.remote_candidates if c.type == "prflx")
+
     def _learn_from_request(self, gen: Generation, check: PendingCheck, now: float) -> None:
         """After answering a valid check: peer-reflexive candidate, pair, triggered check."""
         remote = next((c for c in gen.remote_candidates if c.address == check.remote), None)
         if remote is None:
-            if len(gen.remote_candidates) >= self.config.max_remote_candidates:
+            if self._prflx_count(gen) >= self.config.max_prflx_candidates:
                 self.counters["remote_candidate_over_limit"] += 1
                 return
             remote = Candidate(
@@ -1053,20 +1276,23 @@ class IceAgent:
             )
             if local is None:
                 return  # gathering has not reached this base yet
-            pair = self._add_pair(gen, local, remote, now)
+            pair = self._add_pair(gen, local, remote, now, learned=True)
             if pair is None:
                 return
         pair.requests_received += 1
         pair.responses_sent += 1
+        gen.hold_checks_until = None  # the peer has our answer: check freely
         self._mark_received(pair, now)
         if check.use_candidate and not self._controlling:
             pair.use_candidate_received = True  # RFC 8445 §7.3.1.5
             if pair.state is PairState.SUCCEEDED and not pair.consent_revoked:
                 self._select(gen, pair, now)
                 return
+        self._maybe_follow(pair, now)
         if (
             pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED)
             and pair not in gen.triggered
+            and gen is self._generations[-1]  # older generations check no more (handle_timer)
         ):
             if pair.state is PairState.FAILED:
                 pair.state = PairState.WAITING
@@ -1107,9 +1333,11 @@ class IceAgent:
         pair.last_consent = now
         self._mark_received(pair, now)
         if tx.kind == "consent":
+            self._note_mapped(gen, pair, msg.xor_mapped_address, now)
             self._update_state(now)
             return
         self._check_succeeded(gen, pair, tx.nominate, now)
+        self._note_mapped(gen, pair, msg.xor_mapped_address, now)
 
     def _handle_error_response(
         self, gen: Generation, tx: _Transaction, msg: stun.Message, now: float
@@ -1173,6 +1401,60 @@ class IceAgent:
             self._add_local_candidate(gen, cand, now)
         self._srflx_done(gen)
 
+    def _note_mapped(
+        self, gen: Generation, pair: CandidatePair, mapped: Address | None, now: float
+    ) -> None:
+        """RFC 8445 §7.2.5.3.1: the address the peer saw our check come from.
+
+        The pair's local candidate becomes the candidate with that address (the srflx one
+        behind a NAT; a new peer-reflexive one otherwise). A later change on the pair in
+        use means a NAT rebound our mapping: reported, and healed without a restart (the
+        controlling side's consent checks nominate, so the peer follows; docs/ice.md).
+        """
+        if mapped is None or pair.consent_revoked:
+            return
+        try:
+            mapped = (normalize_ip(mapped[0]), mapped[1])
+        except ValueError:
+            return
+        first, pair.mapped_seen = not pair.mapped_seen, True
+        if pair.local.address == mapped:
+            return
+        local = next(
+            (c for c in gen.local_candidates if c.address == mapped and c.base == pair.base),
+            None,
+        )
+        if local is None:
+            if len(gen.local_candidates) >= self.config.max_local_candidates:
+                self.counters["local_prflx_over_limit"] += 1
+                return
+            local = Candidate(
+                foundation=foundation_for("prflx", pair.base[0]),
+                component=1,
+                transport="udp",
+                priority=candidate_priority("prflx", (pair.local.priority >> 8) & 0xFFFF),
+                host=mapped[0],
+                port=mapped[1],
+                type="prflx",
+                related_address=pair.base[0],
+                related_port=pair.base[1],
+                generation=gen.index,
+                ufrag=gen.ufrag,
+                base=pair.base,
+            )
+            gen.local_candidates.append(local)  # never signalled (RFC 8445 §7.2.5.3.1)
+        previous = pair.local
+        pair.local = local
+        if not first:
+            self.counters["mapped_address_changed"] += 1
+            logger.info(
+                "%s: the peer now sees us at %s (was %s): NAT rebinding", pair.id, mapped,
+                previous.address,
+            )  # fmt: skip
+            self._events.append(
+                MappedAddressChanged(previous.address, mapped, gen.index, self._controlling)
+            )
+
     def _check_succeeded(
         self, gen: Generation, pair: CandidatePair, nominated: bool, now: float
     ) -> None:
@@ -1188,6 +1470,7 @@ class IceAgent:
             self._select(gen, pair, now)
         else:
             self._maybe_nominate(gen, now)
+            self._maybe_follow(pair, now)
         self._update_state(now)
 
     # ----------------------------------------------------------------- selection and consent
@@ -1199,15 +1482,63 @@ class IceAgent:
         return None
 
     def _select(self, gen: Generation, pair: CandidatePair, now: float) -> None:
-        """A nominated pair: data moves to it if its generation is the newest selected."""
+        """A nominated pair: data moves to it if its generation is the newest selected.
+
+        The latest nomination wins, as in the renomination draft (§3) and as libwebrtc's
+        controlled side does: a controlling peer nominates a pair other than the one in use
+        only when that one is dead or worse (libwebrtc's semi-aggressive nomination, our
+        own re-nomination after a NAT rebinding), and RFC 8445 §8.1.1's "highest priority
+        wins" would keep us on a dead path.
+        """
         pair.nominated = True
-        if gen.selected is not None and gen.selected.priority >= pair.priority:
+        gen.nominating = None
+        if gen.selected is pair:
             return
         gen.selected = pair
-        gen.nominating = None
         current = self._selected
         if current is not None and current.generation > gen.index:
             return  # an older generation finished after a newer one took over
+        self._use(gen, pair, now)
+
+    def _silent(self, pair: CandidatePair, now: float) -> bool:
+        """True when nothing arrived on `pair` for switch_silence (a dead path, not an idle one)."""
+        last = pair.last_received
+        return last is None or now - last >= self.config.switch_silence
+
+    def _maybe_follow(self, pair: CandidatePair, now: float) -> None:
+        """Move off a dead selected pair onto a live valid one of the same generation.
+
+        Called when something valid arrives on a pair other than the one in use. When
+        the pair in use has gone silent, the peer's path has moved (its NAT rebound, or
+        its address changed): a controlling agent nominates the live pair, a controlled
+        one moves to it (as libwebrtc's controlled side does), so a controlling peer that
+        never re-nominates (Firefox) still gets a working path back without a restart.
+        """
+        current = self._selected
+        if (
+            current is None
+            or pair is current
+            or pair.generation != current.generation
+            or pair.state is not PairState.SUCCEEDED
+            or pair.consent_revoked
+            or not self._silent(current, now)
+        ):
+            return
+        gen = self._generation_of(pair)
+        if gen is None or gen.draining or gen.nominating is pair:
+            return
+        self.counters["path_followed"] += 1
+        logger.info("%s is silent while %s is alive: moving", current.id, pair.id)
+        if self._controlling:
+            gen.nominating = pair  # its success selects it (_check_succeeded)
+            self._send_check(gen, pair, now, nominate=True)
+        else:
+            gen.selected = pair
+            self._use(gen, pair, now)
+
+    def _use(self, gen: Generation, pair: CandidatePair, now: float) -> None:
+        """Send data on `pair` from now on; report it; retire older generations."""
+        current = self._selected
         self._selected = pair
         self._ever_connected = True
         if pair.last_received is None:
@@ -1215,7 +1546,12 @@ class IceAgent:
         pair.last_consent = pair.last_consent if pair.last_consent is not None else now
         pair.next_keepalive = now + self._jitter(self.config.keepalive)
         previous = current.generation if current is not None else None
-        self._events.append(SelectedPairChanged(pair.local, pair.remote, gen.index, previous))
+        outage = current is None or current.last_received is None or (
+            now - current.last_received > OUTAGE_SILENCE
+        )
+        self._events.append(
+            SelectedPairChanged(pair.local, pair.remote, gen.index, previous, outage)
+        )
         logger.info(
             "selected %s (generation %d) %s -> %s",
             pair.id,

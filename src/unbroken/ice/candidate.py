@@ -3,6 +3,12 @@
 A candidate is immutable. Priorities and foundations are pure functions of RFC 8445 §5.1.2
 and §5.1.1.3; the text form is RFC 8839 §5.1's candidate-attribute, with the extension
 attributes browsers add (generation, ufrag, network-id, network-cost) kept.
+
+The connection-address is an IP address, or, for a host candidate, an mDNS name
+(draft-ietf-rtcweb-mdns-ice-candidates §3.2.1: ``<name>.local`` with no other dot), which
+browsers send in place of their local addresses. Such a candidate is parsed as it is; the
+runtime resolves the name (runtime/mdns.py) before the agent, which takes IP addresses
+only, sees it. Any other hostname raises HostnameCandidateError (ignored, as browsers do).
 """
 
 from __future__ import annotations
@@ -26,10 +32,28 @@ _MAX_LINE = 1024
 _FOUNDATION_RE = re.compile(r"^[A-Za-z0-9+/]{1,32}$")  # RFC 8839 §5.1: 1*32ice-char
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`{|}~A-Za-z0-9]+$")  # RFC 4566 token
 _ICE_CHARS_RE = re.compile(r"^[A-Za-z0-9+/]+$")
+# A DNS name (RFC 1123 §2.1 labels, at most 253 characters); the mDNS form is one label
+# followed by ".local" (draft-ietf-rtcweb-mdns-ice-candidates §3.2.1, step 1).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}\.?$)(?:{_LABEL}\.)*{_LABEL}\.?$")
+_MDNS_NAME_RE = re.compile(rf"^{_LABEL}\.local$", re.IGNORECASE)
 
 
 class CandidateError(ValueError):
     """A candidate line or value that breaks the grammar or is out of range."""
+
+
+class HostnameCandidateError(CandidateError):
+    """A well-formed candidate whose address is a hostname other than an mDNS host name.
+
+    Browsers ignore these (they resolve only mDNS names, draft-ietf-rtcweb-mdns-ice-
+    candidates §3.2.1); callers that follow them drop the candidate instead of failing.
+    """
+
+
+def is_mdns_name(host: str) -> bool:
+    """True for an mDNS candidate name: one DNS label then ".local" (draft §3.2.1, step 1)."""
+    return bool(_MDNS_NAME_RE.match(host))
 
 
 @dataclass(frozen=True)
@@ -61,6 +85,11 @@ class Candidate:
     def address(self) -> Address:
         """The candidate's transport address."""
         return (self.host, self.port)
+
+    @property
+    def is_mdns(self) -> bool:
+        """True when `host` is an mDNS name to resolve, not an IP address."""
+        return is_mdns_name(self.host)
 
     def with_ufrag(self, ufrag: str | None, generation: int | None = None) -> Candidate:
         """A copy tagged with the generation's ufrag (and generation number, if given)."""
@@ -126,6 +155,20 @@ def _ip(value: str, what: str) -> str:
         raise CandidateError(f"{what} is not an IP address: {value[:64]!r}") from None
 
 
+def _connection_address(value: str, ctype: str) -> str:
+    """An IP address in canonical form, or an mDNS name of a host candidate, as given."""
+    if is_mdns_name(value) and ctype == "host":
+        return value  # resolved by the runtime (draft-ietf-rtcweb-mdns-ice-candidates §3.2.1)
+    if "%" not in value and _HOSTNAME_RE.match(value) and not _looks_numeric(value):
+        raise HostnameCandidateError(f"hostname candidates are not resolved: {value[:64]!r}")
+    return _ip(value, "address")
+
+
+def _looks_numeric(value: str) -> bool:
+    """A dotted string of digits is a (possibly bad) IPv4 address, never a hostname."""
+    return value.replace(".", "").isdigit()
+
+
 def parse_candidate(text: str) -> Candidate:
     """Parse RFC 8839 §5.1 candidate-attribute text into a Candidate (see Candidate.from_sdp)."""
     if not isinstance(text, str):
@@ -172,9 +215,6 @@ def parse_candidate(text: str) -> Candidate:
             values[name] = value
         else:
             extensions.append((name, value))
-    if host.endswith(".local"):
-        # mDNS names (draft-ietf-mmusic-mdns-ice-candidates) are not resolved here.
-        raise CandidateError("mDNS .local candidates are not supported")
     ufrag = values.get("ufrag")
     if ufrag is not None and not _ICE_CHARS_RE.match(ufrag):
         raise CandidateError("ufrag has characters outside ice-char")
@@ -185,7 +225,7 @@ def parse_candidate(text: str) -> Candidate:
         component=_int(component, "component", 1, 256),
         transport=transport,
         priority=_int(priority, "priority", 1, MAX_PRIORITY),
-        host=_ip(host, "address"),
+        host=_connection_address(host, ctype),
         port=_int(port, "port", 1, 65535),
         type=ctype,
         related_address=_ip(raddr, "raddr") if raddr is not None else None,

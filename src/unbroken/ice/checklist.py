@@ -57,6 +57,7 @@ class CandidatePair:
     responses_sent: int = 0
     responses_received: int = 0
     consent_requests_sent: int = 0
+    mapped_seen: bool = False  # a success response told us how the peer sees us
 
     @property
     def base(self) -> Address:
@@ -122,6 +123,8 @@ class Generation:
     failed: bool = False
     draining_until: float | None = None
     role_before_restart: bool | None = None  # restored if the restart is rolled back
+    hold_checks_until: float | None = None  # answering a restart: see IceAgent.restart
+    bases: list[Address] | None = None  # the sockets it gathers on (set when gathering starts)
 
     @property
     def has_remote(self) -> bool:

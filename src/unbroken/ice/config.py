@@ -32,6 +32,18 @@ class IceConfig:
     # RFC 7675 §5.1) so that an idle but healthy pair always receives something well
     # within disconnected_timeout. Defaults to disconnected_timeout / 2.5.
     keepalive_interval: float | None = None
+    # A selected pair that has heard nothing for this long, while a valid request or data
+    # arrives on another pair of its generation, is dead: the agent moves to the live
+    # pair (nominating it when controlling). Longer than a keepalive interval plus jitter
+    # (1.2 s) so that an idle healthy pair never looks dead; shorter than
+    # disconnected_timeout so that the path heals before the application sees a change.
+    # Defaults to 0.6 x disconnected_timeout (1.5 s).
+    switch_silence_interval: float | None = None
+    # Answering a peer's restart, our ordinary checks wait this long for the peer's first
+    # check (which triggers ours at once). Sent before the offerer has our answer, they
+    # reach it as peer-reflexive candidates of no known generation, which libwebrtc
+    # ranks below the old pair and prunes for good: the restart never completes.
+    answer_check_hold: float = 0.5
     # RFC 7675 §5.1: consent expires 30 s after the last authenticated response.
     consent_timeout: float = 30.0
     # After a restart has switched to the new generation, the old one keeps accepting
@@ -47,9 +59,37 @@ class IceConfig:
     failed_timeout: float = 5.0
     # Limits that keep a hostile peer from growing state without bound.
     max_remote_candidates: int = 100
+    # Local candidates per generation: host and srflx per base, plus the peer-reflexive
+    # ones learnt from mapped addresses (RFC 8445 §7.2.5.3.1); NAT rebindings add one each.
+    max_local_candidates: int = 64
     max_pairs: int = 100  # RFC 8445 §6.1.2.5 suggests a limit of 100
+    # Peer-reflexive remote candidates (and their pairs) have a budget of their own on top
+    # of the two above: junk trickled through signaling must not crowd out the address the
+    # peer really checks from (issue 7). Only authenticated checks can use it.
+    max_prflx_candidates: int = 32
     max_generations: int = 8
     stun_servers: tuple[Address, ...] = ()
+    # Hostile input (strangers' floods). A request that fails authentication gets a
+    # 400/401 (RFC 5389 §10.1.2), but that reply goes to an address nobody vouched for: a
+    # 20-byte request with a spoofed source makes us reflect 48 bytes at its victim. So
+    # these replies share one token bucket per agent (keyed on nothing, so no state grows
+    # with the number of strangers): `error_reply_rate` per second on average, bursts of
+    # `error_reply_burst`; the rest are dropped and counted. A genuine peer with stale
+    # credentials needs one to notice. Authenticated errors (420, 487, a 400 after a good
+    # MESSAGE-INTEGRITY) are never limited. 0 and 0 make the agent silent to strangers.
+    error_reply_rate: float = 10.0
+    error_reply_burst: int = 10
+    # STUN datagrams longer than this are dropped before anything is parsed: checks and
+    # their responses are about 100 bytes (a few hundred with vendor attributes, RFC 8445
+    # §7.2.2), so an Ethernet MTU is generous and bounds the CRC a stranger can ask for.
+    max_stun_size: int = 1500
+
+    @property
+    def switch_silence(self) -> float:
+        """How long the selected pair must be silent before the agent moves off it."""
+        if self.switch_silence_interval is not None:
+            return self.switch_silence_interval
+        return self.disconnected_timeout * 0.6
 
     @property
     def keepalive(self) -> float:
@@ -75,3 +115,5 @@ class IceConfig:
             raise ValueError("IceConfig.keepalive_interval must be > 0 and < consent_timeout")
         if self.max_check_attempts < 1 or self.stun_attempts < 1:
             raise ValueError("attempt counts must be >= 1")
+        if self.error_reply_rate < 0 or self.error_reply_burst < 0 or self.max_stun_size < 20:
+            raise ValueError("IceConfig: error_reply_* must be >= 0, max_stun_size >= 20")

@@ -64,6 +64,9 @@ class SelectedPairChanged(Event):
     remote: Candidate | None
     generation: int | None
     previous_generation: int | None
+    # The pair given up had heard nothing for a while (or there was none): data sent
+    # meanwhile was lost, so reliable transports should retransmit now, not at their timer.
+    after_outage: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,25 @@ class GenerationReleased(Event):
 
     generation: int
     ufrag: str
+
+
+@dataclass(frozen=True)
+class BaseReleased(Event):
+    """No live generation uses this local socket any more: the driver may close it."""
+
+    address: tuple[str, int]
+
+
+@dataclass(frozen=True)
+class MappedAddressChanged(Event):
+    """The peer sees the pair in use coming from a new address: a NAT rebound our mapping.
+
+    `controlling` is our role then: a controlling agent heals the path by itself (its
+    consent checks nominate); a controlled one relies on the peer following, and may ask
+    the application for a restart.
+    """
+
+    old: tuple[str, int]
+    new: tuple[str, int]
+    generation: int
+    controlling: bool

@@ -8,12 +8,16 @@ JSEP rules (RFC 8829 §5.2.1, §5.2.3.1, §5.3.1, §5.10; webrtc-pc restartIce()
   none of those; rollback leaves the set as it is;
 - an offer whose remote credentials changed is a restart, and the answer to it carries
   new local credentials;
-- an answer must change the remote credentials exactly when our offer restarted.
+- an answer must change the remote credentials exactly when our offer restarted;
+- a restart changes both ice-ufrag and ice-pwd (RFC 8839 §4.4.1.1.1), and never to the
+  ufrag of an older generation: generations are told apart by their ufrag (RFC 8838 §9);
+- a rollback withdraws every local credential applied since the last answer, so both
+  sides are back where the last completed negotiation left them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 
 from ..errors import InvalidAccessError
 
@@ -26,6 +30,7 @@ class CredentialBook:
     def __init__(self, generate: Callable[[], Credentials]) -> None:
         self._generate = generate
         self.current: Credentials = generate()  # in the applied local description
+        self.negotiated: Credentials = self.current  # in force when the last answer applied
         self.to_replace: set[Credentials] = set()  # [[LocalIceCredentialsToReplace]]
         self._next: Credentials | None = None  # drawn for the next restart, not yet applied
 
@@ -61,15 +66,79 @@ class CredentialBook:
             self._next = None
         return restarted
 
-    def rolled_back(self, previous: Credentials) -> None:
-        """A local offer was rolled back: its credentials are withdrawn, the set stays."""
-        self.current = previous
+    def withdrawn(self) -> Credentials | None:
+        """Local credentials applied since the last answer (what a rollback withdraws)."""
+        return self.current if self.current != self.negotiated else None
+
+    def rolled_back(self, *, keep_current: bool = False) -> None:
+        """A rollback: credentials applied since the last answer are withdrawn, the set stays.
+
+        `keep_current` when the restart they started could not be undone (its generation
+        already selected a pair): they stay in force as if negotiated.
+        """
+        if keep_current:
+            self.negotiated = self.current
+        else:
+            self.current = self.negotiated
         self._next = None
 
     def answer_applied(self) -> None:
         """An answer was applied: the set empties when it no longer holds our credentials."""
+        self.negotiated = self.current
         if self.current not in self.to_replace:
             self.to_replace.clear()
+
+
+class UfragMemory:
+    """The last `size` distinct ufrags seen, oldest first: bounded, unlike one per restart."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("UfragMemory needs a size of at least 1")
+        self.size = size
+        self._items: dict[str, None] = {}  # insertion order: oldest first
+
+    def add(self, ufrag: str) -> None:
+        """Remember `ufrag` as the newest; forget the oldest past `size`."""
+        self._items.pop(ufrag, None)
+        self._items[ufrag] = None
+        while len(self._items) > self.size:
+            del self._items[next(iter(self._items))]
+
+    def discard(self, ufrag: str) -> None:
+        self._items.pop(ufrag, None)
+
+    def __contains__(self, ufrag: object) -> bool:
+        return ufrag in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items))
+
+
+def check_restart(
+    side: str, previous: Credentials, new: Credentials, older_ufrags: Collection[str]
+) -> None:
+    """InvalidAccessError unless `new` may replace `previous` in an ICE restart by `side`.
+
+    RFC 8839 §4.4.1.1.1: a restart changes both ice-ufrag and ice-pwd. A ufrag of an older
+    generation would make its candidates and checks ambiguous (RFC 8838 §9) and is refused
+    by the ICE agent: refused here, before anything of the description is applied.
+    """
+    if new == previous:
+        return
+    if new[0] == previous[0] or new[1] == previous[1]:
+        raise InvalidAccessError(
+            f"the {side} description changes only one of ice-ufrag and ice-pwd; an ICE "
+            "restart changes both (RFC 8839 §4.4.1.1.1)"
+        )
+    if new[0] in older_ufrags:
+        raise InvalidAccessError(
+            f"the {side} description restarts ICE to ice-ufrag {new[0]!r}, which belongs to "
+            "an older ICE generation"
+        )
 
 
 def check_remote_answer(

@@ -16,6 +16,7 @@ from ..addresses import Address, Transmit
 from ..ice import (
     Candidate,
     Deadline,
+    Event,
     GatheringComplete,
     IceAgent,
     IceConfig,
@@ -66,6 +67,7 @@ class IceNode:
         self.agent = IceAgent(controlling=controlling, config=config, rng=random.Random(seed))
         self.states: list[tuple[float, IceTransportState]] = []
         self.selections: list[tuple[float, SelectedPairChanged]] = []
+        self.events: list[tuple[float, Event]] = []  # every agent event, in order
         self.app = AppStats()
         self.peer_signaling: Signaling | None = None
         self._out: list[Transmit] = []  # drained from the agent, plus application data
@@ -138,6 +140,7 @@ class IceNode:
         self._out.extend(out.transmits)
         self._deadline = out.deadline
         for event in out.events:
+            self.events.append((now, event))
             if isinstance(event, StateChanged):
                 self.states.append((now, event.state))
             elif isinstance(event, SelectedPairChanged):

@@ -117,6 +117,7 @@ class Nat:
         self._network: Network | None = None
         self._by_key: dict[_Key, _Mapping] = {}
         self._by_port: dict[int, _Mapping] = {}
+        self._retired: set[int] = set()  # ports `rebind` took away, not reused
 
     # Presets (the classic STUN names, RFC 3489 §5, in RFC 4787 terms).
 
@@ -227,6 +228,49 @@ class Nat:
         self._by_port.clear()
         self._note("flushed")
 
+    def set_behaviour(
+        self,
+        *,
+        mapping: Behaviour | None = None,
+        filtering: Behaviour | None = None,
+        port_preservation: bool | None = None,
+    ) -> None:
+        """Change how the NAT maps and filters from now on (None keeps a setting).
+
+        Live mappings keep their public ports; only new mappings follow the new rules.
+        A home router switched to port randomisation (Linux `masquerade random`) is
+        `set_behaviour(mapping="address-and-port-dependent", port_preservation=False)`;
+        follow it with `flush()` and every flow moves to a new port (see `rebind`).
+        """
+        if mapping is not None and mapping not in _BEHAVIOURS:
+            raise ValueError(f"mapping must be one of {_BEHAVIOURS}, got {mapping!r}")
+        if filtering is not None and filtering not in _BEHAVIOURS:
+            raise ValueError(f"filtering must be one of {_BEHAVIOURS}, got {filtering!r}")
+        if mapping is not None:
+            self.mapping = mapping
+        if filtering is not None:
+            self.filtering = filtering
+        if port_preservation is not None:
+            self.port_preservation = port_preservation
+        self._note(
+            f"behaviour mapping={self.mapping} filtering={self.filtering} "
+            f"port_preservation={self.port_preservation}"
+        )
+
+    def rebind(self) -> None:
+        """Forget every mapping and give every later flow a new random public port.
+
+        What a NAT that reboots, times a mapping out or sits at a carrier does to a call
+        in progress: the next outbound datagram of each flow leaves from a port the
+        peer has never seen, and datagrams to the old port are dropped. Mapping becomes
+        address-and-port-dependent and port preservation is switched off; the ports of
+        the forgotten mappings are not handed out again until the next rebind, so every
+        flow really moves (a rebind after a rebind moves the ports again).
+        """
+        self._retired = {m.external[1] for m in self._by_key.values()}
+        self.set_behaviour(mapping=APDM, port_preservation=False)
+        self.flush()
+
     def set_link(
         self,
         *,
@@ -261,6 +305,8 @@ class Nat:
         del self._by_port[m.external[1]]
 
     def _port_free(self, port: int, now: float) -> bool:
+        if port in self._retired:
+            return False
         m = self._by_port.get(port)
         if m is None:
             return True

@@ -47,11 +47,29 @@ from pyee.asyncio import AsyncIOEventEmitter
 from .. import jsep as jsep_media
 from .. import sdp as sdplib
 from ..errors import InvalidAccessError, InvalidStateError, OperationError
-from ..ice import Candidate, IceConfig, IceError, IceTransportState
+from ..ice import (
+    Candidate,
+    IceConfig,
+    IceError,
+    IceTransportState,
+    MappedAddressChanged,
+    SelectedPairChanged,
+)
 from ..ice.agent import generate_credentials
-from ..jsep.credentials import CredentialBook, Credentials, check_remote_answer
+from ..ice.candidate import HostnameCandidateError
+from ..jsep import limits
+from ..jsep.credentials import (
+    CredentialBook,
+    Credentials,
+    UfragMemory,
+    check_remote_answer,
+    check_restart,
+)
 from ..jsep.signaling import SignalingState, next_state
 from ..runtime import AddressFilter, IceConnection
+from ..runtime.mdns import RemoteCandidates
+from . import aiortc_seam
+from .handlers import GuardedEmitter, guard
 from .stats import build_stats
 from .types import (
     RTCConfiguration,
@@ -67,6 +85,9 @@ logger = logging.getLogger(__name__)
 
 ICE_OPTIONS = ["trickle"]
 
+IGNORED_OVER_CAP = "candidate_lines_over_cap"
+"""RemoteCandidates counter: remote candidate lines ignored past limits.max_candidate_lines."""
+
 
 @dataclasses.dataclass
 class _Applied:
@@ -74,9 +95,13 @@ class _Applied:
 
     type: str
     desc: sdplib.SessionDescription
-    credentials: Credentials
+    credentials: Credentials | None  # None: a remote one with no transport (all rejected)
     candidates: list[str] = dataclasses.field(default_factory=list)  # trickled in later (remote)
     end_of_candidates: bool = False
+
+    @property
+    def ufrag(self) -> str | None:
+        return self.credentials[0] if self.credentials is not None else None
 
 
 def _generate_credentials() -> Credentials:
@@ -96,10 +121,13 @@ def _bundle_tag(desc: sdplib.SessionDescription) -> int:
     return 0
 
 
-class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
+class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[misc]
     """A WebRTC peer connection whose ICE restarts keep DTLS, data channels and media alive.
 
     The W3C API (webrtc-pc), names as in browsers and aiortc; events through `on(name)`.
+    An exception from an event handler (ours, a data channel's, a remote track's) is
+    logged and the event delivered anyway (peerconnection/handlers.py). Signaling input
+    is bounded as jsep/limits.py documents.
     """
 
     def __init__(self, configuration: RTCConfiguration | None = None) -> None:
@@ -131,14 +159,15 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         self._session_version = 0
         self._local_candidates: dict[str, list[Candidate]] = {}
         self._gathering_complete: set[str] = set()
-        self._remote_ufrags: set[str] = set()
+        # Remote ufrags seen lately: older generation (ignored) vs unknown (OperationError).
+        self._remote_ufrags = UfragMemory(limits.REMOTE_UFRAG_MEMORY)
         self._deferred_remote: _Applied | None = None  # a restart offer awaiting our answer
         self._remote_restart = False  # the pending remote offer restarts ICE
         self._offer_restarted = False  # our pending local offer restarts ICE
-        self._offer_previous: Credentials = self._creds.current  # credentials before that offer
         self._gathered_once = False
         self._dtls_role: str | None = None
         self._transport_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()  # background work we hold on to
         self._closed = False
         self._ice_state = "new"
         self._connection_state = "new"
@@ -264,25 +293,63 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             ice.on("gatheringstatechange", lambda state: self._set_gathering_state(state.value))
             ice.on("statechange", self._on_ice_state)
             ice.on("candidateerror", self._on_candidate_error)
+            ice.on("selectedpairchange", self._on_selected_pair)
+            ice.on("mappedaddresschange", self._on_mapped_address)
             dtls = RTCDtlsTransport(
                 cast(Any, ice), [self._certificate]
             )  # the seam: role/_send/_recv
-            dtls.on("statechange", self._update_connection_state)
-            self._ice, self._dtls = ice, dtls
+            dtls.on("statechange", self._on_dtls_state)
+            # Handlers an application adds to these (pc.iceTransport, pc.sctp.transport) run
+            # guarded too: one raising in a DTLS state change cannot stop the others.
+            self._ice, self._dtls = guard(ice), guard(dtls)
         return self._ice, self._dtls
 
+    def _live_local_ufrags(self) -> set[str]:
+        """The local ufrags of the pending and current descriptions: what renders."""
+        return {
+            a.credentials[0]
+            for a in (self._pending_local, self._current_local)
+            if a and a.credentials
+        }
+
+    def _forget_old_local(self) -> None:
+        """Drop the candidates of generations no description carries (one per restart)."""
+        live = self._live_local_ufrags()
+        for ufrag in [u for u in self._local_candidates if u not in live]:
+            del self._local_candidates[ufrag]
+        self._gathering_complete.intersection_update(live)
+
     def _on_local_candidate(self, candidate: Candidate, ufrag: str) -> None:
+        if ufrag not in self._live_local_ufrags():
+            return  # an older generation's late candidate: no description shows it
         self._local_candidates.setdefault(ufrag, []).append(candidate)
         local = self._pending_local or self._current_local
-        if local is not None and local.credentials[0] == ufrag:
+        if local is not None and local.ufrag == ufrag:
             event = RTCIceCandidate.from_candidate(candidate, self._first_mid(local), 0, ufrag)
             self._queue_event("icecandidate", event)
 
     def _on_gathering_complete(self, ufrag: str) -> None:
+        if ufrag not in self._live_local_ufrags():
+            return
         self._gathering_complete.add(ufrag)
         local = self._pending_local or self._current_local
-        if local is not None and local.credentials[0] == ufrag:
+        if local is not None and local.ufrag == ufrag:
             self._queue_event("icecandidate", None)
+
+    def _on_selected_pair(self, event: SelectedPairChanged) -> None:
+        # Data sent while the old path was dead is lost: retransmit it now rather than at
+        # SCTP's timer (at least 1 s), so a healed path carries the backlog at once.
+        if event.after_outage and event.local is not None:
+            aiortc_seam.retransmit_now(self._sctp)
+
+    def _on_mapped_address(self, event: MappedAddressChanged) -> None:
+        # A NAT rebound our mapping. Controlling, the agent heals it alone (its consent
+        # checks nominate, the peer follows). Controlled, we cannot make the peer move:
+        # ask for a restart, which the application's negotiationneeded handler (or the
+        # recovery helper) carries out, make before break (docs/ice.md).
+        if not event.controlling and not self._closed:
+            logger.info("NAT rebinding seen while controlled: restarting ICE")
+            self.restartIce()
 
     def _on_candidate_error(self, event: Any) -> None:
         self._queue_event("icecandidateerror", event)
@@ -311,19 +378,47 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
     def _update_connection_state(self) -> None:
         self._queue_call(self._apply_connection_state)
 
+    def _on_dtls_state(self) -> None:
+        self._update_connection_state()
+        dtls = self._dtls
+        if self._closed or dtls is None or dtls.state not in ("failed", "closed"):
+            return
+        # Not closed by us, so it died: a fatal alert, the peer's close_notify, an error in
+        # aiortc's receive path. The SCTP association rode on it: close it and its data
+        # channels ("close" events, readyState "closed"), as browsers do.
+        logger.warning("the DTLS transport is %s: the connection has failed", dtls.state)
+        if self._sctp is not None:
+            self._background(self._sctp.stop())
+
+    def _background(self, coro: Any) -> None:
+        """Run `coro` as a task we hold on to; what it raises is logged."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(task: asyncio.Future[Any]) -> None:
+            self._tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                logger.warning("background task failed", exc_info=task.exception())
+
+        task.add_done_callback(done)
+
     def _apply_connection_state(self) -> None:
         """webrtc-pc RTCPeerConnectionState from the ICE and DTLS states."""
         if self._closed:
             return
         ice = self._ice_state
         dtls = self._dtls.state if self._dtls is not None else "new"
-        if ice == "failed" or dtls == "failed":
+        # Only close() closes our DTLS transport, and it sets "closed" itself: a DTLS
+        # transport "closed" while we are open died underneath (aiortc reports a fatal
+        # error as "closed"), and nothing it carried can come back, so "failed" (webrtc-pc
+        # RTCPeerConnectionState aggregates DTLS; a restart cannot revive it).
+        if ice == "failed" or dtls in ("failed", "closed"):
             state = "failed"
         elif ice == "disconnected":
             state = "disconnected"
         elif ice in ("connected", "completed") and dtls == "connected":
             state = "connected"
-        elif ice == "new" and dtls in ("new", "closed"):
+        elif ice == "new" and dtls == "new":
             state = "new"
         else:
             state = "connecting"
@@ -386,27 +481,26 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             return
         new_state = next_state(self._signaling, "local", desc_in.type)
         parsed = self._parse(desc_in.sdp)
-        creds = self._credentials_of(parsed)
+        creds, transport = self._validate_local(desc_in.type, parsed)
+        # Validated completely: from here on it is applied, and nothing may refuse it.
         ice, _ = self._ensure_transports()
-        first = not self._gathered_once
-        if desc_in.type == "offer" and self._current_remote is None and self._current_local is None:
+        first = transport and not self._gathered_once
+        if desc_in.type == "offer" and not self._transport_negotiated():
             ice.set_role(True)  # RFC 8839 §4.2.3: the offerer controls
-        previous = self._creds.current
-        restarted = self._creds.applied_local(creds)
+        restarted = self._creds.applied_local(creds) and self._gathered_once
         applied = _Applied(desc_in.type, parsed, creds)
         if desc_in.type == "offer":
-            self._offer_restarted = restarted and not first
-            self._offer_previous = previous
-            self._pending_local = applied
-        else:
-            self._pending_local = applied
+            self._offer_restarted = restarted
+        self._pending_local = applied
         if restarted and not first:
             # Roles are decided anew on every restart: the restart's offerer controls, as
             # libwebrtc (redetermine_role_on_ice_restart) and Firefox do; docs/ice.md.
             lite_peer = self._pending_remote is not None and self._pending_remote.desc.ice_lite
             controlling = desc_in.type == "offer" or lite_peer
             # Make before break; addresses followed in the same step (no spurious failed).
-            await ice.restart_on_current_addresses(creds, controlling=controlling)
+            await ice.restart_on_current_addresses(
+                creds, controlling=controlling, answering=desc_in.type != "offer"
+            )
         if desc_in.type in ("answer", "pranswer") and self._deferred_remote is not None:
             self._apply_remote_ice(self._deferred_remote, local_ufrag=creds[0])
             self._deferred_remote = None
@@ -420,10 +514,12 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             self._current_remote, self._pending_remote = self._pending_remote, None
             self._remote_restart = False
             self._creds.answer_applied()
+            self._forget_old_local()
             self._apply_answer_media(
                 self._current_remote.desc if self._current_remote else None, local=True
             )
-            self._start_transports()
+            if transport and self._transport_negotiated():
+                self._start_transports()
         self._set_signaling(new_state)  # last: its handlers see the descriptions applied
         self._update_negotiation_needed()
 
@@ -436,70 +532,84 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             return
         new_state = next_state(self._signaling, "remote", desc_in.type)
         parsed = self._parse(desc_in.sdp)
-        try:
-            sdplib.validate_for_webrtc(parsed, desc_in.type)
-        except sdplib.SdpError as exc:
-            raise InvalidAccessError(f"setRemoteDescription: {exc}") from None
-        creds = self._credentials_of(parsed)
-        self._check_fingerprint(parsed)
+        creds = self._validate_remote(desc_in.type, parsed)
+        # Validated completely: from here on it is applied, and nothing may refuse it.
         ice, _ = self._ensure_transports()
         previous_remote = self._current_remote.credentials if self._current_remote else None
-        applied = _Applied(desc_in.type, parsed, creds)
+        # A description with every m-section rejected has no transport: ICE and DTLS go on
+        # with the credentials in force, or wait for one that has (RFC 8829 §5.3.1).
+        applied = _Applied(desc_in.type, parsed, creds or previous_remote)
         if desc_in.type == "offer":
             self._negotiate_remote_media(parsed, offer=True)
-            if self._current_remote is None and self._current_local is None:
-                ice.set_role(parsed.ice_lite)  # the answerer is controlled, unless the peer is lite
-            self._remote_restart = previous_remote is not None and creds != previous_remote
-            if previous_remote is None and not ice.agent.remote_credentials:
-                self._apply_remote_ice(applied, local_ufrag=None)
-            elif self._remote_restart:
-                self._deferred_remote = applied  # applied with our answer's new credentials
-            else:
-                self._add_remote_candidates(applied)
+            self._remote_restart = False
+            self._deferred_remote = None
+            if creds is not None:
+                if not self._transport_negotiated():
+                    ice.set_role(parsed.ice_lite)  # the answerer is controlled, unless peer is lite
+                self._remote_restart = previous_remote is not None and creds != previous_remote
+                if previous_remote is None and not ice.agent.remote_credentials:
+                    self._apply_remote_ice(applied, local_ufrag=None)
+                elif self._remote_restart:
+                    self._deferred_remote = applied  # applied with our answer's new credentials
+                else:
+                    self._add_remote_candidates(applied)
+                if not self._transport_negotiated() or self._dtls_role is None:
+                    # A re-offer's answer keeps the role of the DTLS association it continues
+                    # (RFC 8829 §5.3.2); browsers re-offer with actpass.
+                    self._dtls_role = (
+                        "server" if parsed.setup_for(_bundle_tag(parsed)) == "active" else "client"
+                    )
             self._pending_remote = applied
-            if self._current_remote is None or self._dtls_role is None:
-                # A re-offer's answer keeps the role of the DTLS association it continues
-                # (RFC 8829 §5.3.2); browsers re-offer with actpass.
-                self._dtls_role = (
-                    "server" if parsed.setup_for(_bundle_tag(parsed)) == "active" else "client"
-                )
         else:
-            check_remote_answer(self._offer_restarted, previous_remote, creds)
             assert self._pending_local is not None
             self._negotiate_remote_media(parsed, offer=False)
-            if ice.agent.remote_credentials is None or ice.agent.remote_credentials != creds:
-                self._apply_remote_ice(applied, local_ufrag=self._pending_local.credentials[0])
-            else:
-                self._add_remote_candidates(applied)
-            setup = parsed.setup_for(_bundle_tag(parsed))
-            self._dtls_role = "client" if setup == "passive" else "server"
+            if creds is not None:
+                if ice.agent.remote_credentials is None or ice.agent.remote_credentials != creds:
+                    self._apply_remote_ice(applied, local_ufrag=self._pending_local.ufrag)
+                else:
+                    self._add_remote_candidates(applied)
+                setup = parsed.setup_for(_bundle_tag(parsed))
+                self._dtls_role = "client" if setup == "passive" else "server"
             if desc_in.type == "answer":
                 self._current_remote, self._pending_remote = applied, None
                 self._current_local, self._pending_local = self._pending_local, None
                 self._offer_restarted = False
                 self._creds.answer_applied()
+                self._forget_old_local()
                 self._apply_answer_media(parsed, local=False)
-                self._start_transports()
+                if creds is not None:
+                    self._start_transports()
             else:
                 self._pending_remote = applied
-        self._remote_ufrags.add(creds[0])
+        if creds is not None:
+            self._remote_ufrags.add(creds[0])
         self._set_signaling(new_state)
         self._update_negotiation_needed()
 
     async def _rollback(self, source: str) -> None:
-        """RFC 8829 §4.1.8.2: discard the pending description; restartIce stays in force."""
+        """RFC 8829 §4.1.8.2: cancel the negotiation, back to the last stable state.
+
+        Both pending descriptions go. Local credentials applied since the last answer (a
+        restart offer, or a pranswer to a restart offer) are withdrawn and their ICE
+        generation dropped, unless it already selected a pair (then it stays in force).
+        restartIce() stays in force (webrtc-pc).
+        """
         new_state = next_state(self._signaling, source, "rollback")
-        if source == "local":
-            pending = self._pending_local
-            if pending is not None and self._offer_restarted and self._ice is not None:
-                self._ice.abandon(pending.credentials[0])
-                self._creds.rolled_back(self._offer_previous)
-            self._pending_local = None
-            self._offer_restarted = False
-        else:
-            self._pending_remote = None
-            self._deferred_remote = None
-            self._remote_restart = False
+        withdrawn = self._creds.withdrawn()
+        if withdrawn is not None:
+            undone = self._ice is not None and self._ice.abandon(withdrawn[0])
+            self._creds.rolled_back(keep_current=not undone)
+        pending_remote = self._pending_remote
+        current_remote = self._current_remote.credentials if self._current_remote else None
+        if pending_remote is not None and pending_remote.credentials is not None:
+            if current_remote is None or pending_remote.credentials[0] != current_remote[0]:
+                self._remote_ufrags.discard(pending_remote.credentials[0])  # never in force
+        self._pending_local = None
+        self._pending_remote = None
+        self._deferred_remote = None
+        self._remote_restart = False
+        self._offer_restarted = False
+        self._forget_old_local()
         self._set_signaling(new_state)
         self._update_negotiation_needed()
 
@@ -525,6 +635,12 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             raise TypeError("a candidate needs sdpMid or sdpMLineIndex")
         if init is not None and init.candidate:
             self._check_mid(remote.desc, init)
+        if remote.credentials is None:
+            return  # every m-section rejected: no transport (webrtc-pc: ignored, resolved)
+        if init is not None and init.candidate:
+            index = self._candidate_index(remote.desc, init)
+            if 0 <= index < len(remote.desc.media) and remote.desc.media[index].rejected:
+                return  # webrtc-pc: a candidate of a stopped (rejected) m-section is ignored
         ufrag = init.usernameFragment if init is not None else None
         newest = remote.credentials[0]
         if ufrag is not None and ufrag != newest:
@@ -535,18 +651,75 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         if init is None or not init.candidate:
             remote.end_of_candidates = True
             if self._deferred_remote is not remote and self._ice is not None:
-                self._ice.add_remote_candidate(None, newest)
+                RemoteCandidates.of(self._ice).end_of_candidates(newest)
             return
         parsed = init.parsed
         if parsed is None:
+            if self._is_unresolvable_hostname(init.candidate):
+                return  # browsers ignore hostnames other than mDNS names
             raise OperationError(f"addIceCandidate: malformed candidate {init.candidate[:80]!r}")
-        remote.candidates.append(init.candidate)
+        index = self._candidate_index(remote.desc, init)
+        if not self._on_bundle_transport(remote, index):
+            logger.debug("ignoring a candidate of m-section %d, outside the BUNDLE transport", index)
+            if self._ice is not None:
+                RemoteCandidates.of(self._ice).ignore("bundle_other_transport")
+            return
+        # Stored for remoteDescription only once accepted, never past the cap: 100,000 calls
+        # made a 5.5 MB description when every line was kept (issue 7, jsep/limits.py).
+        cap = self._candidate_line_cap()
         if self._deferred_remote is remote or self._ice is None:
-            return  # applied with the rest of that generation
+            # Applied with the rest of that generation, once our answer restarts ICE.
+            if len(remote.candidates) < cap:
+                remote.candidates.append(init.candidate)
+            elif self._ice is not None:
+                RemoteCandidates.of(self._ice).ignore(IGNORED_OVER_CAP)
+            return
         try:
-            self._ice.add_remote_candidate(parsed.with_ufrag(newest, parsed.generation))
+            # An mDNS name is resolved in the background: this resolves once the candidate
+            # is processed, as in Chromium, not once its name is (runtime/mdns.py).
+            added = RemoteCandidates.of(self._ice).add(parsed.with_ufrag(newest, parsed.generation))
         except IceError as exc:
             raise OperationError(f"addIceCandidate: {exc}") from None
+        if added and len(remote.candidates) < cap:
+            remote.candidates.append(init.candidate)
+
+    def _is_unresolvable_hostname(self, line: str) -> bool:
+        """True (and counted) for a candidate whose address is a hostname we do not resolve."""
+        try:
+            Candidate.from_sdp(line)
+        except HostnameCandidateError:
+            logger.debug("ignoring a hostname candidate: %.80s", line)
+            if self._ice is not None:
+                RemoteCandidates.of(self._ice).ignore("hostname")
+            return True
+        except ValueError:
+            return False
+        return False
+
+    @staticmethod
+    def _candidate_index(desc: sdplib.SessionDescription, init: RTCIceCandidate) -> int:
+        """The m-section a trickled candidate names: sdpMid first, else sdpMLineIndex."""
+        if init.sdpMid is not None:
+            return desc.media_index(init.sdpMid) or 0
+        return init.sdpMLineIndex or 0
+
+    @staticmethod
+    def _on_bundle_transport(applied: _Applied, index: int) -> bool:
+        """Whether candidates of m-section `index` of a remote description are for our transport.
+
+        We bundle everything on one transport, the BUNDLE tag's (RFC 8843). An offer's other
+        bundled m-sections have transports of their own until the answer (§7.2: unique
+        address:port each, e.g. Chromium's bundlePolicy "balanced" gathers for each), and
+        the offerer drops them once BUNDLE is accepted (§7.4), so their candidates can only
+        fail. In an answer every bundled m-section shares the tag's transport (§7.3, §10).
+        An m-section outside any BUNDLE group keeps the old behaviour (one transport).
+        """
+        desc = applied.desc
+        if applied.type != "offer" or not 0 <= index < len(desc.media):
+            return True
+        if desc.bundle_group(index) is None:
+            return True
+        return index == _bundle_tag(desc)
 
     def _check_mid(self, desc: sdplib.SessionDescription, init: RTCIceCandidate) -> None:
         if init.sdpMid is not None:
@@ -594,7 +767,7 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             negotiated=negotiated,
             id=id,
         )
-        channel = RTCDataChannel(sctp, params)
+        channel = guard(RTCDataChannel(sctp, params))  # an application bug cannot kill SCTP
         if not self._data_channel_requested:
             self._data_channel_requested = True
             self._update_negotiation_needed()
@@ -603,8 +776,10 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
     def _ensure_sctp(self) -> RTCSctpTransport:
         if self._sctp is None:
             _, dtls = self._ensure_transports()
-            self._sctp = RTCSctpTransport(dtls)
-            self._sctp.on("datachannel", lambda channel: self.emit("datachannel", channel))
+            self._sctp = guard(RTCSctpTransport(dtls))
+            # The remote side's channels are made by aiortc inside its SCTP receive path:
+            # guarded before the application sees them, so their handlers cannot kill it.
+            self._sctp.on("datachannel", lambda channel: self.emit("datachannel", guard(channel)))
         return self._sctp
 
     def addTrack(self, track: MediaStreamTrack, *streams: Any) -> RTCRtpSender:  # noqa: N802
@@ -699,18 +874,106 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             raise InvalidStateError("the RTCPeerConnection is closed")
 
     def _parse(self, text: str) -> sdplib.SessionDescription:
+        limits.check_text(text)  # before parsing: the cost is bounded (jsep/limits.py)
         try:
             return sdplib.parse(text)
         except sdplib.SdpError as exc:
             raise OperationError(f"failed to parse the session description: {exc}") from None
 
-    def _credentials_of(self, desc: sdplib.SessionDescription) -> Credentials:
+    def _credentials_of(self, desc: sdplib.SessionDescription) -> Credentials | None:
+        """The transport's ICE credentials; None when every m-section is rejected."""
         if not desc.media:
             raise InvalidAccessError("the description has no m-section")
+        if all(section.rejected for section in desc.media):
+            return None
         ufrag, pwd = desc.media_ice_credentials(_bundle_tag(desc))
         if not ufrag or not pwd:
             raise InvalidAccessError("the description has no ice-ufrag/ice-pwd")
         return ufrag, pwd
+
+    def _candidate_line_cap(self) -> int:
+        """Remote candidate lines parsed or stored per description (jsep/limits.py)."""
+        config = self._ice.agent.config if self._ice is not None else self._ice_config()
+        return limits.max_candidate_lines(config.max_remote_candidates)
+
+    def _transport_negotiated(self) -> bool:
+        """True once an answer with a transport (an m-section in use) has been applied."""
+        return self._current_remote is not None and self._current_remote.credentials is not None
+
+    def _older_remote_ufrags(self) -> set[str]:
+        """Remote ufrags of earlier generations: remembered ones and the ICE agent's."""
+        older = set(self._remote_ufrags)
+        if self._ice is not None:
+            older.update(g.remote_ufrag for g in self._ice.agent.generations() if g.remote_ufrag)
+        return older
+
+    def _validate_local(
+        self, sdp_type: str, desc: sdplib.SessionDescription
+    ) -> tuple[Credentials, bool]:
+        """Everything setLocalDescription could refuse, checked before anything is applied.
+
+        Returns the credentials (those in force when no m-section is in use) and whether
+        the description has a transport.
+        """
+        found = self._credentials_of(desc)
+        current = self._creds.current
+        creds = found if found is not None else current
+        if creds != current and self._gathered_once:  # an ICE restart
+            local_ufrags = (
+                {g.ufrag for g in self._ice.agent.generations()} if self._ice is not None else set()
+            )
+            check_restart("local", current, creds, local_ufrags)
+        if sdp_type in ("answer", "pranswer") and self._deferred_remote is not None:
+            if creds == current:
+                raise InvalidAccessError(
+                    "the answer to an ICE restart offer must carry new ice-ufrag and ice-pwd "
+                    "(RFC 8829 §5.3.1, RFC 8839 §4.4.1.1.1)"
+                )
+        return creds, found is not None
+
+    def _validate_remote(
+        self, sdp_type: str, desc: sdplib.SessionDescription
+    ) -> Credentials | None:
+        """Everything setRemoteDescription could refuse, checked before anything is applied.
+
+        Returns the transport's credentials, or None when every m-section is rejected.
+        """
+        try:
+            sdplib.validate_for_webrtc(desc, sdp_type)
+        except sdplib.SdpError as exc:
+            raise InvalidAccessError(f"setRemoteDescription: {exc}") from None
+        limits.check_media_sections(desc)
+        if sdp_type == "offer" and self._current_remote is not None:
+            limits.check_media_order(self._current_remote.desc, desc, answer=False)
+        elif sdp_type != "offer" and self._pending_local is not None:
+            limits.check_media_order(self._pending_local.desc, desc, answer=True)
+        creds = self._credentials_of(desc)
+        if creds is None:
+            return None
+        self._check_fingerprint(desc)
+        previous = self._current_remote.credentials if self._current_remote else None
+        pending = self._pending_remote.credentials if self._pending_remote else None
+        known = self._ice.agent.remote_credentials if self._ice is not None else None
+        if previous is None and known is not None and creds != known:
+            # The ICE agent took a rolled-back initial offer's credentials; it has no way to
+            # forget them, so a different set would only fail later, half applied.
+            raise InvalidAccessError(
+                "ice-ufrag/ice-pwd differ from those of the first remote description, "
+                "rolled back; not supported"
+            )
+        if sdp_type == "offer":
+            if previous is not None and creds not in (previous, pending):
+                check_restart("remote", previous, creds, self._older_remote_ufrags())
+        else:
+            check_remote_answer(self._offer_restarted, previous, creds)
+            if previous is not None:
+                check_restart("remote", previous, creds, self._older_remote_ufrags())
+            if pending is not None and creds != pending:
+                raise InvalidAccessError(
+                    "the answer changed ice-ufrag/ice-pwd from the provisional answer; "
+                    "not supported"
+                )
+        return creds
 
     def _check_fingerprint(self, desc: sdplib.SessionDescription) -> None:
         prints = desc.fingerprint_for(_bundle_tag(desc))
@@ -729,9 +992,9 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         desc = dataclasses.replace(
             applied.desc, media=[dataclasses.replace(m) for m in applied.desc.media]
         )
-        ufrag = applied.credentials[0]
+        ufrag = applied.ufrag
         tag = _bundle_tag(desc)
-        if desc.media:
+        if ufrag is not None and desc.media and not desc.media[tag].rejected:
             section = desc.media[tag]
             section.candidates = [
                 c.with_ufrag(ufrag, c.generation).to_sdp()
@@ -918,10 +1181,10 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             if receiving and (previous not in ("sendrecv", "recvonly")):
                 if t.receiver._track is None:
                     t.receiver._track = RemoteStreamTrack(kind=t.kind)
-                self._queue_event("track", t.receiver._track)
+                self._queue_event("track", guard(t.receiver._track))
 
     def _apply_remote_ice(self, applied: _Applied, *, local_ufrag: str | None) -> None:
-        assert self._ice is not None
+        assert self._ice is not None and applied.credentials is not None
         ufrag, pwd = applied.credentials
         try:
             self._ice.set_remote_credentials(
@@ -929,30 +1192,48 @@ class RTCPeerConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             )
         except IceError as exc:
             raise InvalidAccessError(f"ICE credentials: {exc}") from None
+        # A browser peer may hide its addresses behind mDNS names: hear its announcements
+        # from now on, so that its names resolve from the cache (runtime/mdns.py).
+        RemoteCandidates.of(self._ice).listen()
         self._add_remote_candidates(applied)
 
     def _add_remote_candidates(self, applied: _Applied) -> None:
         """The candidates carried in the description itself and those trickled since."""
-        assert self._ice is not None
+        assert self._ice is not None and applied.credentials is not None
+        intake = RemoteCandidates.of(self._ice)
         ufrag = applied.credentials[0]
         lines: list[str] = []
-        for section in applied.desc.media:
+        for index, section in enumerate(applied.desc.media):
+            if section.candidates and not self._on_bundle_transport(applied, index):
+                intake.ignore("bundle_other_transport", len(section.candidates))
+                continue
             lines.extend(section.candidates)
         lines.extend(applied.candidates)
+        cap = self._candidate_line_cap()
+        if len(lines) > cap:
+            # Past what the agent can take, a line would only cost parsing: ignore, count.
+            logger.info(
+                "ignoring %d remote candidate lines past the first %d", len(lines) - cap, cap
+            )
+            intake.ignore(IGNORED_OVER_CAP, len(lines) - cap)
+            del lines[cap:]
         for line in lines:
             try:
                 cand = Candidate.from_sdp(line)
+            except HostnameCandidateError:
+                intake.ignore("hostname")
+                continue
             except ValueError:
                 logger.info("ignoring a malformed remote candidate: %.80s", line)
                 continue
             if cand.ufrag is not None and cand.ufrag != ufrag:
                 continue
             try:
-                self._ice.add_remote_candidate(cand.with_ufrag(ufrag, cand.generation))
+                intake.add(cand.with_ufrag(ufrag, cand.generation))  # mDNS names resolved first
             except IceError:
                 continue
         if applied.end_of_candidates or any(s.end_of_candidates for s in applied.desc.media):
-            self._ice.add_remote_candidate(None, ufrag)
+            intake.end_of_candidates(ufrag)
 
     # ------------------------------------------------------------------ internals: transports
 

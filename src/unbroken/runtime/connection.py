@@ -27,6 +27,7 @@ from pyee.asyncio import AsyncIOEventEmitter
 
 from ..addresses import Address
 from ..ice import (
+    BaseReleased,
     Candidate,
     CandidateErrorEvent,
     Event,
@@ -37,11 +38,13 @@ from ..ice import (
     IceGatheringState,
     IceTransportState,
     LocalCandidateGathered,
+    MappedAddressChanged,
     SelectedPairChanged,
     StateChanged,
 )
 from .demux import Kind, classify
 from .interfaces import AddressFilter, select_addresses
+from .pinned import PINNING_SUPPORTED, PinnedSocket, bind_base
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +79,9 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
 
     Events (pyee): ``candidate`` (Candidate, ufrag), ``gatheringcomplete`` (ufrag),
     ``statechange`` (IceTransportState), ``gatheringstatechange`` (IceGatheringState),
-    ``selectedpairchange`` (SelectedPairChanged), ``candidateerror`` (CandidateErrorEvent).
+    ``selectedpairchange`` (SelectedPairChanged), ``candidateerror`` (CandidateErrorEvent),
+    ``mappedaddresschange`` (MappedAddressChanged), ``basereleased`` (Address: its socket
+    was closed, no generation uses it any more).
     """
 
     def __init__(
@@ -107,6 +112,8 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         self._state_waiters: list[
             tuple[Callable[[IceTransportState], bool], asyncio.Future[None]]
         ] = []
+        self._pinned: PinnedSocket | None = None
+        self.on("selectedpairchange", self._repin)  # first listener: before any user's
 
     # ------------------------------------------------------------ DTLS seam
 
@@ -166,14 +173,18 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         for ip in select_addresses(self.address_filter) if addresses is None else addresses:
             if any(base[0] == ip for base in self._sockets):
                 continue
-            _, proto = await self._event_loop.create_datagram_endpoint(
-                lambda: _Socket(self), local_addr=(ip, 0)
-            )
-            sock = proto
-            assert isinstance(sock, _Socket)
-            self._sockets[sock.local] = sock
-            self.agent.add_base(sock.local, self._now())
+            self.agent.add_base(await self._bind(ip), self._now())
         self._flush()
+
+    async def _bind(self, ip: str) -> Address:
+        """A new UDP socket on `ip` (any port), registered for sending and receiving."""
+        raw = bind_base(ip)  # SO_REUSEPORT: the selected pair gets its own (pinned.py)
+        _, proto = await self._event_loop.create_datagram_endpoint(
+            lambda: _Socket(self), sock=raw
+        )
+        assert isinstance(proto, _Socket)
+        self._sockets[proto.local] = proto
+        return proto.local
 
     async def refresh_addresses(self) -> None:
         """Follow address changes: close sockets on vanished addresses, open new ones."""
@@ -206,7 +217,11 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             self._flush()
 
     async def restart_on_current_addresses(
-        self, credentials: tuple[str, str] | None = None, *, controlling: bool | None = None
+        self,
+        credentials: tuple[str, str] | None = None,
+        *,
+        controlling: bool | None = None,
+        answering: bool = False,
     ) -> tuple[str, str]:
         """Follow address changes and restart in one step (see refresh_addresses).
 
@@ -215,13 +230,26 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         restart's `checking`.
         """
         allowed = select_addresses(self.address_filter)
-        await self.open_sockets(allowed)
         present = set(allowed)
         vanished = tuple(base for base in self._sockets if base[0] not in present)
+        # Fresh ports for the new generation, as browsers use: libwebrtc keeps one
+        # connection per remote address and generation, so a port reused across
+        # generations lets it pair a new generation with an old one (docs/ice.md).
+        # The old sockets keep serving the old pair until the agent releases them.
+        fresh = tuple([await self._bind(ip) for ip in allowed])
         try:
             creds = self.agent.restart(
-                self._now(), credentials, controlling=controlling, remove_bases=vanished
+                self._now(),
+                credentials,
+                controlling=controlling,
+                remove_bases=vanished,
+                new_bases=fresh,
+                answering=answering,
             )
+        except BaseException:
+            for base in fresh:
+                self._close_socket(base)
+            raise
         finally:
             self._flush()
         for base in vanished:
@@ -275,10 +303,14 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         if self._closed:
             return
         self._closed = True
+        logger.debug("closing; agent counters: %s", dict(self.agent.counters))
         self.agent.close(self._now())
         self._flush()
         if self._timer is not None:
             self._timer.cancel()
+        if self._pinned is not None:
+            self._pinned.close()
+            self._pinned = None
         for sock in self._sockets.values():
             if sock.transport is not None:
                 sock.transport.close()
@@ -298,10 +330,10 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         payload = self.agent.receive(data, local, remote, self._now())
         if payload is not None:
             self._queue.put_nowait(payload)
-        # Drain after every input: application data can change the state too (it makes
-        # a disconnected pair receiving again). A data datagram that changed nothing
-        # skips the drain; the deadline it moved (later) only makes a timer fire early.
-        if kind is Kind.STUN or self.agent.has_output():
+        # Drain after every input that changed something: application data can change
+        # the state too (a disconnected pair receiving again). Junk and plain data skip
+        # it; a deadline they moved (later) only makes the timer fire early.
+        if self.agent.has_output():
             self._flush()
 
     def _on_timer(self) -> None:
@@ -354,3 +386,28 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             self.emit("selectedpairchange", event)
         elif isinstance(event, CandidateErrorEvent):
             self.emit("candidateerror", event)
+        elif isinstance(event, MappedAddressChanged):
+            self.emit("mappedaddresschange", event)
+        elif isinstance(event, BaseReleased):
+            self._close_socket(event.address)
+            self.emit("basereleased", event.address)
+
+    def _repin(self, event: SelectedPairChanged) -> None:
+        """Give the selected pair a receive buffer of its own (pinned.py), or none."""
+        pair = self.agent.selected_pair
+        target = (pair.base, pair.remote.address) if pair is not None else None
+        old = self._pinned
+        if old is not None and (old.local, old.remote) == target:
+            return
+        if old is not None:
+            self._pinned = None
+            # Not from inside the drain loop: close() delivers what is still queued.
+            self._event_loop.call_soon(old.close)
+        if target is None or not PINNING_SUPPORTED or self._closed:
+            return
+        if target[0] not in self._sockets:
+            return
+        try:
+            self._pinned = PinnedSocket(self._event_loop, target[0], target[1], self._datagram)
+        except OSError as exc:  # e.g. a base bound before SO_REUSEPORT: the base reads all
+            logger.debug("no pinned socket for %s -> %s: %s", target[0], target[1], exc)

@@ -16,6 +16,7 @@ from unbroken.stun.attributes import (
     encode_xor_address,
 )
 from unbroken.stun.message import (
+    MAX_ATTRIBUTES,
     Message,
     MessageClass,
     Method,
@@ -23,15 +24,19 @@ from unbroken.stun.message import (
     decode,
     encode,
     error_response,
+    fingerprint_ok,
     is_stun,
     long_term_key,
+    read_header,
     saslprep,
     short_term_key,
     success_response,
+    username_prefix,
 )
 
 __all__ = [
     "MAGIC_COOKIE",
+    "MAX_ATTRIBUTES",
     "AttributeType",
     "Message",
     "MessageClass",
@@ -46,9 +51,12 @@ __all__ = [
     "encode_address",
     "encode_xor_address",
     "error_response",
+    "fingerprint_ok",
     "is_stun",
     "long_term_key",
+    "read_header",
     "saslprep",
     "short_term_key",
     "success_response",
+    "username_prefix",
 ]

@@ -11,6 +11,13 @@ that `check_integrity()` can verify it later, once the caller knows which key ap
 Unknown comprehension-required attributes do not fail decoding: they are listed in
 `unknown_required` so the receiver can answer 420 (RFC 5389 §7.3.1). Everything here is a
 pure function of its arguments: no I/O, no clock, no randomness.
+
+Hostile input: decode() does work linear in the datagram's size and walks at most
+MAX_ATTRIBUTES attributes, so no packet costs more than a few ordinary ones. For a receiver
+that must turn strangers away before any real work, `read_header()`, `fingerprint_ok()` and
+`username_prefix()` look at the raw bytes without building a Message: the header, the
+FINGERPRINT's CRC-32 and the USERNAME's first part (an ICE agent's own ufrag) are enough to
+drop junk before MESSAGE-INTEGRITY's HMAC or a full decode.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from typing import Any
 
 from unbroken.addresses import Address
 from unbroken.stun.attributes import (
+    FAMILY_IPV4,
+    FAMILY_IPV6,
     KNOWN_ATTRIBUTE_TYPES,
     MAGIC_COOKIE,
     MAX_TEXT_BYTES,
@@ -51,6 +60,15 @@ FINGERPRINT_XOR = 0x5354554E  # RFC 5389 §15.5
 MAX_USERNAME_BYTES = 513
 """RFC 5389 §15.3 says fewer than 513 bytes, but two 256-character ICE ufrags joined by a
 colon (RFC 8839 §5.4 allows ufrags that long) make 513, and RFC 5389 §19 lists 513."""
+MAX_ATTRIBUTES = 32
+"""decode() refuses messages with more attributes than this (StunError).
+
+No RFC sets a limit, but a real ICE Binding request carries fewer than 15 (Chromium's:
+USERNAME, PRIORITY, ICE-CONTROLLING, USE-CANDIDATE, NOMINATION, GOOG-NETWORK-INFO and a few
+more, MESSAGE-INTEGRITY, FINGERPRINT) and a TURN response fewer than 12. Without a cap a
+64 KB datagram holds 16,383 empty attributes, each one a turn of the parser; 32 leaves
+room for extensions and bounds a hostile packet's cost at a few ordinary decodes.
+"""
 
 # Plain ints for the hot comparisons in decode(): IntEnum comparisons are slower.
 _MAPPED_ADDRESS = 0x0001
@@ -324,12 +342,16 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     unknown_attributes: tuple[int, ...] | None = None
     software: str | None = None
     other: list[tuple[int, bytes]] = []
-    unknown_required: list[int] = []
+    unknown_required: list[int] = []  # duplicates removed at the end, in one linear pass
     mi_offset = -1
     has_fingerprint = False
 
     pos = 20
+    budget = MAX_ATTRIBUTES  # at most this many turns, each linear in its attribute's length
     while pos < n:  # n - pos is a multiple of 4, so a whole attribute header fits
+        budget -= 1
+        if budget < 0:
+            raise StunError(f"more than {MAX_ATTRIBUTES} attributes")
         attr_type, alen = _TL.unpack_from(data, pos)
         start = pos + 4
         end = start + alen
@@ -380,13 +402,15 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
                 raise StunError("MESSAGE-INTEGRITY must be 20 bytes")
             mi_offset = pos
         elif attr_type == _XOR_MAPPED_ADDRESS:
-            address = decode_xor_address(data[start:end], tid)
             if xor_mapped is None:
-                xor_mapped = address
+                xor_mapped = decode_xor_address(data[start:end], tid)
+            else:
+                _check_address(data, start, alen)  # a duplicate: validated, not built
         elif attr_type == _MAPPED_ADDRESS:
-            address = decode_address(data[start:end])
             if mapped is None:
-                mapped = address
+                mapped = decode_address(data[start:end])
+            else:
+                _check_address(data, start, alen)
         elif attr_type == _ERROR_CODE:
             if alen < 4 or alen > 4 + MAX_TEXT_BYTES:
                 raise StunError("bad ERROR-CODE length")
@@ -412,7 +436,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
             value = data[start:end]
             if attr_type in KNOWN_ATTRIBUTE_TYPES:
                 check_other(attr_type, value)
-            elif attr_type < 0x8000 and attr_type not in unknown_required:
+            elif attr_type < 0x8000:
                 # RFC 5389 §7.3.1: the receiver answers 420 listing these.
                 unknown_required.append(attr_type)
             other.append((attr_type, value))
@@ -435,12 +459,19 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         unknown_attributes=unknown_attributes or (),
         software=software,
         other=other,
-        unknown_required=tuple(unknown_required),
+        unknown_required=tuple(dict.fromkeys(unknown_required)) if unknown_required else (),
         has_integrity=mi_offset >= 0,
         has_fingerprint=has_fingerprint,
         raw=data,
         integrity_offset=mi_offset,
     )
+
+
+def _check_address(data: bytes, start: int, alen: int) -> None:
+    """The format checks of decode_address/decode_xor_address, without building a string."""
+    family = data[start + 1] if alen > 1 else 0
+    if not ((alen == 8 and family == FAMILY_IPV4) or (alen == 20 and family == FAMILY_IPV6)):
+        raise StunError(f"bad address value (length {alen})")
 
 
 def is_stun(data: bytes | bytearray | memoryview) -> bool:
@@ -458,11 +489,72 @@ def is_stun(data: bytes | bytearray | memoryview) -> bool:
     )
 
 
+def read_header(data: bytes | bytearray | memoryview) -> tuple[int, MessageClass, bytes] | None:
+    """(method, class, transaction id) of a datagram whose STUN header is sound, else None.
+
+    The checks of RFC 5389 §7.3 that need no attribute: top bits, magic cookie, a length
+    that is a multiple of 4 and matches the datagram. Never raises for bytes-like input.
+    """
+    if not is_stun(data):
+        return None
+    msg_type = (data[0] << 8) | data[1]
+    # RFC 5389 §6: gather the method bits from around the class bits.
+    method = (msg_type & 0x000F) | ((msg_type & 0x00E0) >> 1) | ((msg_type & 0x3E00) >> 2)
+    return method, _CLASSES[msg_type & 0x0110], bytes(data[8:20])
+
+
+def fingerprint_ok(data: bytes | bytearray | memoryview) -> bool:
+    """True when the datagram ends in a FINGERPRINT whose CRC-32 matches (RFC 5389 §15.5).
+
+    One CRC over the bytes, no parsing: call it after read_header() accepted the header.
+    ICE requires FINGERPRINT on every check (RFC 8445 §7.2.2, §7.3), and a message that
+    lacks it or fails it is discarded silently (RFC 5389 §7.3).
+    """
+    n = len(data)
+    if n < 28 or data[n - 8 : n - 4] != _FP_HEAD:
+        return False
+    expected: int = zlib.crc32(memoryview(data)[: n - 8]) ^ FINGERPRINT_XOR
+    found: int = _U32.unpack_from(data, n - 4)[0]
+    return found == expected
+
+
+def username_prefix(data: bytes | bytearray | memoryview) -> bytes | None:
+    """The first USERNAME's bytes before its first colon, or None when there is no USERNAME.
+
+    In an ICE check the USERNAME is "<receiver's ufrag>:<sender's ufrag>" (RFC 8445
+    §7.2.2), so this is the receiver's own ufrag: enough to turn away a request meant for
+    nobody here before its HMAC is computed. Walks at most MAX_ATTRIBUTES attributes and
+    stops at MESSAGE-INTEGRITY (what follows it is ignored, RFC 5389 §15.4). StunError when
+    the attributes are not framed right; call it after read_header() accepted the header.
+    """
+    n = len(data)
+    pos = 20
+    for _ in range(MAX_ATTRIBUTES):
+        if pos >= n:
+            return None
+        attr_type, alen = _TL.unpack_from(data, pos)
+        start = pos + 4
+        end = start + alen
+        if end > n:
+            raise StunError(f"{attribute_name(attr_type)} overruns the message")
+        if attr_type == _USERNAME:
+            if alen > MAX_USERNAME_BYTES:
+                raise StunError("USERNAME too long")
+            value = bytes(data[start:end])
+            return value.partition(b":")[0]
+        if attr_type == _MESSAGE_INTEGRITY or attr_type == _FINGERPRINT:
+            return None
+        pos = (end + 3) & ~3
+    raise StunError(f"more than {MAX_ATTRIBUTES} attributes")
+
+
 def _find_integrity(raw: bytes) -> int:
     """Offset of the first MESSAGE-INTEGRITY in `raw`, -1 when absent or unframed."""
     n = len(raw)
     pos = 20
-    while pos + 4 <= n:
+    for _ in range(MAX_ATTRIBUTES):
+        if pos + 4 > n:
+            break
         attr_type, alen = _TL.unpack_from(raw, pos)
         if attr_type == _MESSAGE_INTEGRITY:
             return pos if alen == 20 and pos + 24 <= n else -1
@@ -577,6 +669,7 @@ def error_response(
 
 __all__ = [
     "FINGERPRINT_XOR",
+    "MAX_ATTRIBUTES",
     "MAX_USERNAME_BYTES",
     "MessageClass",
     "Method",
@@ -586,6 +679,9 @@ __all__ = [
     "encode",
     "decode",
     "is_stun",
+    "read_header",
+    "fingerprint_ok",
+    "username_prefix",
     "check_integrity",
     "short_term_key",
     "long_term_key",

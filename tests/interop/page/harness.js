@@ -188,6 +188,81 @@
     }
   }
 
+  function ufragOf(d) {
+    const m = d && /^a=ice-ufrag:(\S+)\r?$/m.exec(d.sdp);
+    return m ? m[1] : null;
+  }
+
+  // What a restart test needs to know about the selected pair, from getStats (transport,
+  // candidate-pair, local-candidate, remote-candidate) and the current descriptions.
+  async function selectedInfo(pc) {
+    const stats = new Map();
+    (await pc.getStats()).forEach((s) => stats.set(s.id, s));
+    const info = {
+      currentLocalUfrag: ufragOf(pc.currentLocalDescription),
+      currentRemoteUfrag: ufragOf(pc.currentRemoteDescription),
+      localUfrag: null,
+      remoteUfrag: null,
+      local: null,
+      remote: null,
+      role: null,
+    };
+    for (const s of stats.values()) {
+      if (s.type !== "transport") continue;
+      info.role = s.iceRole || null;
+      const pair = s.selectedCandidatePairId ? stats.get(s.selectedCandidatePairId) : null;
+      if (!pair) continue;
+      const local = stats.get(pair.localCandidateId);
+      const remote = stats.get(pair.remoteCandidateId);
+      if (local) {
+        info.localUfrag = local.usernameFragment || null;
+        info.local = `${local.candidateType} ${local.address}:${local.port}`;
+      }
+      if (remote) {
+        info.remoteUfrag = remote.usernameFragment || null;
+        info.remote = `${remote.candidateType} ${remote.address}:${remote.port}`;
+      }
+    }
+    return info;
+  }
+
+  // Reports "selected" whenever selectedInfo changes. Firefox has no
+  // selectedcandidatepairchange event, so this polls getStats every `interval` ms; where
+  // the event exists (Chromium) it also checks at once when it fires.
+  function watchSelected(p, interval) {
+    if (p.watch) clearInterval(p.watch.timer);
+    const watch = { last: "", busy: false, again: false };
+    p.watch = watch;
+    const check = async () => {
+      if (watch.busy) {
+        watch.again = true;
+        return;
+      }
+      watch.busy = true;
+      try {
+        do {
+          watch.again = false;
+          if (p.pc.signalingState === "closed") return;
+          const info = await selectedInfo(p.pc);
+          const key = JSON.stringify(info);
+          if (key !== watch.last) {
+            watch.last = key;
+            emit("selected", { pc: p.id, info });
+          }
+        } while (watch.again);
+      } finally {
+        watch.busy = false;
+      }
+    };
+    watch.timer = setInterval(check, interval);
+    const ice = p.pc.sctp && p.pc.sctp.transport && p.pc.sctp.transport.iceTransport;
+    if (ice && "onselectedcandidatepairchange" in ice) {
+      ice.addEventListener("selectedcandidatepairchange", check);
+    }
+    p.pc.addEventListener("signalingstatechange", check);
+    check();
+  }
+
   const peers = new Map();
   let nextPeer = 1;
 
@@ -207,7 +282,9 @@
       return id;
     },
     async closePc({ pc }) {
-      peer(pc).pc.close();
+      const p = peer(pc);
+      if (p.watch) clearInterval(p.watch.timer);
+      p.pc.close();
       return null;
     },
     async createDataChannel({ pc, label, options }) {
@@ -286,6 +363,24 @@
       const stream = new MediaStream([track]);
       peer(pc).pc.addTrack(track, stream);
       return { trackId: track.id, streamId: stream.id };
+    },
+    async addUserMedia({ pc, audio, video }) {
+      // The browser's fake capture devices (Chromium --use-fake-device-for-media-stream,
+      // Firefox media.navigator.streams.fake), no prompt.
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: !!audio, video: !!video });
+      const out = [];
+      for (const track of stream.getTracks()) {
+        peer(pc).pc.addTrack(track, stream);
+        out.push({ kind: track.kind, trackId: track.id, label: track.label });
+      }
+      return out;
+    },
+    async selected({ pc }) {
+      return await selectedInfo(peer(pc).pc);
+    },
+    async watchSelected({ pc, interval }) {
+      watchSelected(peer(pc), interval || 10);
+      return null;
     },
     async evaluate({ source, arg }) {
       const fn = new AsyncFunction("arg", "h", source);

@@ -1,0 +1,85 @@
+"""Each restart gathers on fresh ports; old sockets close once their generation is gone.
+
+libwebrtc keeps one connection per remote address and generation: with a port reused
+across generations it paired a new generation with an old ufrag and answered every
+check of the new one with 401 (found by the Chromium soak, issue 6). Browsers take new
+ports on restart; so do we.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pc_helpers import make_pc, negotiate, trickle
+from test_ice_agent import A_ADDR, B_ADDR, PEER_TB, Duo, check_for
+from unbroken.addresses import Address
+from unbroken.ice import BaseReleased, IceConfig
+
+A_NEW: Address = ("192.0.2.1", 40002)
+B_NEW: Address = ("198.51.100.1", 50002)
+
+
+def test_new_generation_uses_only_its_new_bases_and_old_ones_are_released() -> None:
+    duo = Duo(config=IceConfig(release_delay=0.5))
+    duo.connect()
+    duo.at[A_NEW], duo.at[B_NEW] = duo.a, duo.b
+    a_creds = duo.a.restart(duo.now, new_bases=(A_NEW,))
+    b_creds = duo.b.restart(duo.now, new_bases=(B_NEW,))
+    duo.b.set_remote_credentials(*a_creds, duo.now)
+    duo.a.set_remote_credentials(*b_creds, duo.now, local_ufrag=a_creds[0])
+    duo.pump()
+    assert [c.address for c in duo.a.local_candidates()] == [A_NEW]
+    assert duo.run_while(
+        lambda: duo.a.selected_pair is None or duo.a.selected_pair.generation != 1, 2.0
+    )
+    pair = duo.a.selected_pair
+    assert pair is not None and pair.base == A_NEW and pair.remote.address == B_NEW
+    assert duo.run_while(lambda: A_ADDR in duo.a.bases, 2.0)
+    assert [e.address for _, e in duo.of("a", BaseReleased)] == [A_ADDR]
+    assert [e.address for _, e in duo.of("b", BaseReleased)] == [B_ADDR]
+    assert duo.a.bases == (A_NEW,)
+
+
+def test_a_check_of_the_new_generation_on_an_old_socket_is_not_answered() -> None:
+    duo = Duo()
+    duo.connect()
+    duo.trickle = False
+    creds = duo.a.restart(duo.now, new_bases=(A_NEW,))
+    duo.a.set_remote_credentials("peerUfrag", "peerPasswordPeerPassword+/", duo.now)
+    duo.a.datagrams_to_send()
+    request = check_for(duo.a, controlled=PEER_TB)
+    assert request  # a valid check of generation 1 ...
+    assert duo.a.local_credentials == creds
+    duo.a.receive(request, A_ADDR, ("203.0.113.9", 60000), duo.now)  # ... on gen 0's socket
+    assert duo.a.datagrams_to_send() == []
+    assert duo.a.counters["stun_base_of_other_generation"] == 1
+
+
+async def test_peer_connection_restarts_on_fresh_ports_and_closes_the_old() -> None:
+    config = IceConfig(release_delay=0.2)
+    a, b = make_pc(iceConfig=config), make_pc(iceConfig=config)
+    try:
+        trickle(a, b)
+        opened = asyncio.Event()
+        channel = a.createDataChannel("ports")
+        channel.on("open", opened.set)
+        got: asyncio.Queue[str] = asyncio.Queue()
+        b.on("datachannel", lambda ch: ch.on("message", got.put_nowait))
+        await negotiate(a, b)
+        await asyncio.wait_for(opened.wait(), 5)
+        ice = a.iceTransport
+        assert ice is not None
+        old = set(ice.agent.bases)
+        released: asyncio.Queue[Address] = asyncio.Queue()
+        ice.on("basereleased", released.put_nowait)
+        a.restartIce()
+        await negotiate(a, b)
+        gone = {await asyncio.wait_for(released.get(), 5) for _ in old}
+        assert gone == old and not old & set(ice.agent.bases)
+        pair = ice.agent.selected_pair
+        assert pair is not None and pair.generation == 1 and pair.base not in old
+        channel.send("after the restart")
+        assert await asyncio.wait_for(got.get(), 5) == "after the restart"
+    finally:
+        await a.close()
+        await b.close()
