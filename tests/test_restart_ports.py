@@ -83,3 +83,68 @@ async def test_peer_connection_restarts_on_fresh_ports_and_closes_the_old() -> N
     finally:
         await a.close()
         await b.close()
+
+
+def test_a_check_pairing_our_generation_with_another_remote_ufrag_gets_401() -> None:
+    """libwebrtc checks our old candidate with its new ufrag; answering let it select it."""
+    from test_ice_agent import PEER, lone, make_request
+    from unbroken import stun
+
+    agent = lone()
+    ours = agent.local_credentials[0]
+    key = stun.short_term_key(agent.local_credentials[1])
+    request = make_request(f"{ours}:otherGen", key, controlling=PEER_TB)
+    agent.receive(request, A_ADDR, PEER, 0.0)
+    ((tx,),) = [agent.datagrams_to_send()]
+    answer = stun.decode(tx.data)
+    assert answer.message_class is stun.MessageClass.ERROR and answer.error_code is not None
+    assert answer.error_code[0] == 401
+    assert agent.pairs() == [] and agent.counters["stun_cross_generation"] == 1
+
+
+def test_answering_a_restart_holds_our_checks_until_the_peer_checks() -> None:
+    config = IceConfig(answer_check_hold=0.5)
+    duo = Duo(config=config)
+    duo.connect()
+    duo.trickle = False
+    duo.at[A_NEW], duo.at[B_NEW] = duo.a, duo.b
+    a_creds = duo.a.restart(duo.now, new_bases=(A_NEW,))  # a offers
+    b_creds = duo.b.restart(duo.now, new_bases=(B_NEW,), answering=True)
+    duo.b.set_remote_credentials(*a_creds, duo.now)
+    for cand in duo.a.local_candidates():
+        duo.b.add_remote_candidate(cand, duo.now)
+    start = duo.now
+    duo.wire.clear()
+    duo.run(0.3)  # the answer is still on its way to a: b must not check yet
+    new_checks = [tx for _, tx in duo.wire if tx.local == B_NEW]
+    assert new_checks == []
+    # The answer arrives; a checks, its first check triggers b's at once.
+    duo.a.set_remote_credentials(*b_creds, duo.now, local_ufrag=a_creds[0])
+    for cand in duo.b.local_candidates():
+        duo.a.add_remote_candidate(cand, duo.now)
+    duo.pump()
+    assert duo.run_while(
+        lambda: duo.b.selected_pair is None or duo.b.selected_pair.generation != 1, 1.0
+    )
+    assert duo.now - start < 0.5  # well before the hold would have run out
+    first_b = min(t for t, tx in duo.wire if tx.local == B_NEW)
+    first_a = min(t for t, tx in duo.wire if tx.local == A_NEW)
+    assert first_b >= first_a
+
+
+def test_the_hold_runs_out_when_the_peer_never_checks() -> None:
+    config = IceConfig(answer_check_hold=0.5)
+    duo = Duo(config=config)
+    duo.connect()
+    duo.trickle = False
+    duo.at[B_NEW] = duo.b
+    a_creds = duo.a.restart(duo.now)
+    duo.b.restart(duo.now, new_bases=(B_NEW,), answering=True)
+    duo.b.set_remote_credentials(*a_creds, duo.now)
+    for cand in duo.a.local_candidates():
+        duo.b.add_remote_candidate(cand, duo.now)
+    start = duo.now
+    duo.wire.clear()
+    duo.run(1.0)
+    sent = sorted(t for t, tx in duo.wire if tx.local == B_NEW)
+    assert sent and sent[0] >= start + 0.5

@@ -109,7 +109,7 @@ CHROMIUM_FLAGS: tuple[str, ...] = (
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
     "--enable-logging=stderr",
-    "--v=0", "--vmodule=p2p_transport_channel=1,port=1,connection=1",
+    "--v=0",
 )
 
 #: Chromium stderr lines that say nothing about a failure (no D-Bus, no GPU here).

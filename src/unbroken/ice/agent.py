@@ -1130,7 +1130,9 @@ class IceAgent:
             self._reject_unauthenticated(tid, local, remote, 400, "Bad Request", now)
             return
         ours, _, theirs = msg.username.partition(":")
-        logger.debug("TMPDBG req %s on %s from %s uc=%s", msg.username, local, remote, msg.use_candidate)
+        logger.debug(
+            "TMPDBG req %s on %s from %s uc=%s", msg.username, local, remote, msg.use_candidate
+        )
         gen = self._generation_by_local(ours)
         if gen is None or not theirs:
             self.counters["stun_unknown_ufrag"] += 1
@@ -1546,8 +1548,10 @@ class IceAgent:
         pair.last_consent = pair.last_consent if pair.last_consent is not None else now
         pair.next_keepalive = now + self._jitter(self.config.keepalive)
         previous = current.generation if current is not None else None
-        outage = current is None or current.last_received is None or (
-            now - current.last_received > OUTAGE_SILENCE
+        outage = (
+            current is None
+            or current.last_received is None
+            or (now - current.last_received > OUTAGE_SILENCE)
         )
         self._events.append(
             SelectedPairChanged(pair.local, pair.remote, gen.index, previous, outage)

@@ -179,9 +179,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
     async def _bind(self, ip: str) -> Address:
         """A new UDP socket on `ip` (any port), registered for sending and receiving."""
         raw = bind_base(ip)  # SO_REUSEPORT: the selected pair gets its own (pinned.py)
-        _, proto = await self._event_loop.create_datagram_endpoint(
-            lambda: _Socket(self), sock=raw
-        )
+        _, proto = await self._event_loop.create_datagram_endpoint(lambda: _Socket(self), sock=raw)
         assert isinstance(proto, _Socket)
         self._sockets[proto.local] = proto
         return proto.local
