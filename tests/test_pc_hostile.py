@@ -412,6 +412,45 @@ async def test_rollback_of_a_restart_pranswer_restores_the_credentials(pair: Pai
     await pair.exchange(3)
 
 
+async def test_rollback_of_two_restart_offers_restores_the_credentials(pair: Pair) -> None:
+    """Two local restart offers in a row, rolled back: both generations go."""
+    a, b = pair.a, pair.b
+    assert a.currentLocalDescription is not None and a.iceTransport is not None
+    before = ufrag_of(a.currentLocalDescription.sdp)
+    generation = a.iceTransport.agent.generation
+    await a.setLocalDescription(await a.createOffer(iceRestart=True))
+    await a.setLocalDescription(await a.createOffer(iceRestart=True))
+    assert a.iceTransport.agent.generation == generation + 2
+    await a.setLocalDescription(RTCSessionDescription("", "rollback"))
+    assert a.iceTransport.agent.generation == generation
+    assert a.localDescription is not None and ufrag_of(a.localDescription.sdp) == before
+    assert ufrag_of((await a.createOffer()).sdp) == before  # no restart pending any more
+    await negotiate_restart(a, b)
+    assert a.signalingState == b.signalingState == "stable"
+    await pair.exchange(3)
+
+
+async def test_answer_while_restart_ice_is_pending_keeps_credentials(pair: Pair) -> None:
+    """restartIce() on b, then a's plain offer: b's answer may not restart (a refused it)."""
+    a, b = pair.a, pair.b
+    assert b.currentLocalDescription is not None
+    before = ufrag_of(b.currentLocalDescription.sdp)
+    fired = pair.rb.count("negotiationneeded")
+    b.restartIce()
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription()
+    assert b.localDescription is not None and ufrag_of(b.localDescription.sdp) == before
+    await a.setRemoteDescription(b.localDescription)
+    assert a.signalingState == b.signalingState == "stable"
+    # The restart is still wanted: negotiationneeded again, and b's next offer restarts.
+    await pair.rb.wait_for(lambda: pair.rb.count("negotiationneeded") > fired)
+    await negotiate(b, a)
+    assert b.currentLocalDescription is not None
+    assert ufrag_of(b.currentLocalDescription.sdp) != before
+    await pair.exchange(3)
+
+
 # ---------------------------------------------------------------- item 8: bounded state
 
 

@@ -31,6 +31,7 @@ class CredentialBook:
         self._generate = generate
         self.current: Credentials = generate()  # in the applied local description
         self.negotiated: Credentials = self.current  # in force when the last answer applied
+        self._since: list[Credentials] = []  # applied by restarts since then, oldest first
         self.to_replace: set[Credentials] = set()  # [[LocalIceCredentialsToReplace]]
         self._next: Credentials | None = None  # drawn for the next restart, not yet applied
 
@@ -51,8 +52,13 @@ class CredentialBook:
         return self.current
 
     def for_answer(self, remote_restarted: bool) -> Credentials:
-        """The credentials createAnswer puts in the answer."""
-        if remote_restarted or self.restart_pending():
+        """The credentials createAnswer puts in the answer: new only for a restart offer.
+
+        A pending restartIce() does not change an answer's (webrtc-pc: only createOffer
+        reads [[LocalIceCredentialsToReplace]]; JSEP: only the offerer restarts ICE), or
+        the offerer would refuse it; negotiationneeded fires again once stable.
+        """
+        if remote_restarted:
             if self._next is None:
                 self._next = self._generate()
             return self._next
@@ -62,29 +68,32 @@ class CredentialBook:
         """A local description with `creds` was applied; True when that restarts ICE."""
         restarted = creds != self.current
         self.current = creds
+        if restarted:
+            self._since.append(creds)
         if self._next == creds:
             self._next = None
         return restarted
 
-    def withdrawn(self) -> Credentials | None:
-        """Local credentials applied since the last answer (what a rollback withdraws)."""
-        return self.current if self.current != self.negotiated else None
+    def withdrawn(self) -> list[Credentials]:
+        """Local credentials applied since the last answer, newest first (a rollback's)."""
+        return [c for c in reversed(self._since) if c != self.negotiated]
 
-    def rolled_back(self, *, keep_current: bool = False) -> None:
+    def rolled_back(self, keep: Credentials | None = None) -> None:
         """A rollback: credentials applied since the last answer are withdrawn, the set stays.
 
-        `keep_current` when the restart they started could not be undone (its generation
-        already selected a pair): they stay in force as if negotiated.
+        `keep`: credentials whose restart could not be undone (their generation already
+        selected a pair); they stay in force as if negotiated.
         """
-        if keep_current:
-            self.negotiated = self.current
-        else:
-            self.current = self.negotiated
+        if keep is not None:
+            self.negotiated = keep
+        self.current = self.negotiated
+        self._since.clear()
         self._next = None
 
     def answer_applied(self) -> None:
         """An answer was applied: the set empties when it no longer holds our credentials."""
         self.negotiated = self.current
+        self._since.clear()
         if self.current not in self.to_replace:
             self.to_replace.clear()
 

@@ -589,16 +589,18 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
     async def _rollback(self, source: str) -> None:
         """RFC 8829 §4.1.8.2: cancel the negotiation, back to the last stable state.
 
-        Both pending descriptions go. Local credentials applied since the last answer (a
-        restart offer, or a pranswer to a restart offer) are withdrawn and their ICE
-        generation dropped, unless it already selected a pair (then it stays in force).
+        Both pending descriptions go. Local credentials applied since the last answer
+        (restart offers, a pranswer to a restart offer) are withdrawn and their ICE
+        generations dropped, unless one already selected a pair (then it stays in force).
         restartIce() stays in force (webrtc-pc).
         """
         new_state = next_state(self._signaling, source, "rollback")
-        withdrawn = self._creds.withdrawn()
-        if withdrawn is not None:
-            undone = self._ice is not None and self._ice.abandon(withdrawn[0])
-            self._creds.rolled_back(keep_current=not undone)
+        kept: Credentials | None = None
+        for creds in self._creds.withdrawn():  # newest first, as the generations stack
+            if self._ice is None or not self._ice.abandon(creds[0]):
+                kept = creds
+                break
+        self._creds.rolled_back(keep=kept)
         pending_remote = self._pending_remote
         current_remote = self._current_remote.credentials if self._current_remote else None
         if pending_remote is not None and pending_remote.credentials is not None:
