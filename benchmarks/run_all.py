@@ -20,6 +20,8 @@ BENCHMARKS += ("pc_connect", "pc_restart", "pc_throughput", "pc_gap")
 BENCHMARKS += ("nat_rebind",)
 # Hostile STUN input: worst-packet decode, junk per datagram, the flood consent survives.
 BENCHMARKS += ("stun_hostile",)
+# The signaling server: joins, relay rate and latency, memory per room (issue 10).
+BENCHMARKS += ("signaling",)
 LIMIT_S = 900.0  # the slowest full run (scale) takes about 2 minutes
 
 

@@ -6,10 +6,11 @@
 #   nftables  packet loss inside test namespaces (nft)
 #   iproute2  network namespaces, veth pairs, addresses (ip)
 #   conntrack flushing NAT mappings in the NAT test bed (tests/interop/nat.py)
+#   redis-server  the signaling server's Redis backend tests (tests/test_signaling_redis.py)
 # apt runs only when something is missing, with one `apt-get update` first.
 set -eu
 
-PACKAGES="chromium firefox-esr coturn nftables iproute2 conntrack"
+PACKAGES="chromium firefox-esr coturn nftables iproute2 conntrack redis-server"
 
 missing=""
 for pkg in $PACKAGES; do
@@ -36,7 +37,7 @@ apt-get update
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
 
 # Check that the binaries the tests call are there now.
-for bin in /usr/bin/chromium /usr/bin/firefox-esr turnserver nft ip conntrack; do
+for bin in /usr/bin/chromium /usr/bin/firefox-esr turnserver nft ip conntrack redis-server; do
     if ! command -v "$bin" >/dev/null 2>&1; then
         echo "install-test-deps: $bin still missing after install" >&2
         exit 1

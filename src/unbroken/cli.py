@@ -19,7 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--restarts", type=int, default=3)
     demo.add_argument("--interval-ms", type=float, default=10.0)
     demo.add_argument("-v", "--verbose", action="store_true")
+    # `unbroken signaling`: the WebSocket signaling server (src/unbroken/signaling/command.py).
+    from .signaling.command import add_signaling_command, run_signaling
+
+    add_signaling_command(sub)
     args = parser.parse_args(argv)
+    if args.command == "signaling":
+        return run_signaling(args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     if args.command == "demo":
         from .demo import run_demo
