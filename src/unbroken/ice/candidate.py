@@ -92,7 +92,8 @@ class Candidate:
         return is_mdns_name(self.host)
 
     def with_ufrag(self, ufrag: str | None, generation: int | None = None) -> Candidate:
-        """A copy tagged with the generation's ufrag (and generation number, if given)."""
+        """A copy tagged with `ufrag` and with `generation` as its generation number
+        (None, the default, drops the number: the ufrag alone names the generation)."""
         return replace(self, ufrag=ufrag, generation=generation)
 
     def to_sdp(self) -> str:
