@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import clean, ms, parse_args, summarize, table, write_results
+from _common import clean, ms, parse_args, steady_gaps, summarize, table, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from interop.browser import (  # noqa: E402
@@ -42,7 +42,7 @@ from interop.browser import (  # noqa: E402
 )
 from interop.netns import NetNs, netns_available  # noqa: E402
 from interop.ours_process import OursProcess  # noqa: E402
-from interop.soak import ChildEndpoint, PageEndpoint, RestartResult, Soak  # noqa: E402
+from interop.soak import LABEL, ChildEndpoint, PageEndpoint, RestartResult, Soak  # noqa: E402
 
 BROWSERS = ("chromium", "firefox")
 SETTLE_MESSAGES = 10  # messages each way between restarts
@@ -80,6 +80,15 @@ class Pairing:
     def summary(self) -> dict[str, Any]:
         self.soak.measure_gaps()
         out: dict[str, Any] = {}
+        # The control: intervals between deliveries touching no restart window, over the
+        # span of the restarts (the machine's own jitter, per receiver).
+        windows = [(r.started, max(r.completed.values()) + 0.1) for r in self.soak.results]
+        steady: dict[str, Any] = {}
+        if windows:
+            for name, side in self.soak.sides.items():
+                times = side.arrival_times(LABEL)
+                lo, hi = windows[0][0], windows[-1][1]
+                steady[name] = summarize(steady_gaps(times, windows, lo, hi))
         for direction, results in self.results.items():
             latencies = [r.latency for r in results]
             gaps = [max(r.gaps.values()) for r in results]
@@ -92,6 +101,7 @@ class Pairing:
                 "samples": {"latency_s": latencies, "gap_s": gaps},
                 "offers_per_restart": [r.offers for r in results],
                 "failed": self.failures[direction],
+                "steady_interval_by_receiver_s": steady,  # the same for every direction
             }
         return out
 

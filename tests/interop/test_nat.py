@@ -449,3 +449,183 @@ async def test_rebinding_heals_with_chromium_as_b(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await a.close()
+
+
+# ------------------------------------------------------------------ A answering (controlled)
+
+
+def _ufrags(peer: PeerProcess, since: float = 0.0) -> list[tuple[float, str, str]]:
+    """(time, type, ice-ufrag) of every description `peer` sent at or after `since`."""
+    out = []
+    for event in peer.events:
+        if event["ev"] == "description" and event["t"] >= since:
+            sdp = event["description"]["sdp"]
+            ufrag = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in sdp.splitlines()
+                    if line.startswith("a=ice-ufrag:")
+                ),
+                "",
+            )
+            out.append((event["t"], event["description"]["type"], ufrag))
+    return out
+
+
+def who_moved(a: PeerProcess, b: PeerProcess, fault: float) -> tuple[str, float]:
+    """After the fault, what happened first: A restarting ICE, or B switching pairs alone.
+
+    "a-restarted": A (controlled) sent an offer with a new ufrag; "b-moved": B selected a
+    pair of the generation it already had (no restart) before that. Returns the kind and
+    its time after the fault; AssertionError if neither happened.
+    """
+    before = [u for t, _, u in _ufrags(a) if t < fault]
+    restart = next(
+        ((t, u) for t, kind, u in _ufrags(a, fault) if kind == "offer" and u not in before),
+        None,
+    )
+    generations = [e["generation"] for e in b.events if e["ev"] == "selected" and e["t"] < fault]
+    moved = next(
+        (
+            e["t"]
+            for e in b.events
+            if e["ev"] == "selected"
+            and e["t"] >= fault
+            and generations
+            and e["generation"] == generations[-1]
+        ),
+        None,
+    )
+    if moved is not None and (restart is None or moved < restart[0]):
+        return "b-moved", moved - fault
+    assert restart is not None, (
+        f"after the rebinding A did not restart ICE (its ufrags: {_ufrags(a)}) and B did "
+        f"not move by itself\n{a.diagnostics()}\n{b.diagnostics()}"
+    )
+    return "a-restarted", restart[0] - fault
+
+
+async def test_rebinding_heals_when_the_peer_behind_the_nat_answers(
+    bed_factory: Any, peers: list[PeerProcess]
+) -> None:
+    """Issue 12 with the roles swapped: B offers, so A behind the NAT is controlled.
+
+    No restart handler, only perfect negotiation: A, seeing its own mapping change,
+    restarts ICE by itself (its ufrag changes) unless B moved first; either way data
+    flows again both ways and nothing is lost.
+    """
+    bed: NatBed = bed_factory()
+    router = bed.router(1)
+    a = await start_peer(peers, "A", bed.lan(1), lan_host(1), polite=True)
+    b = await start_peer(peers, "B", bed.public, PUBLIC_IP, offerer=True)
+    async with relay(b, a):
+        await connect(b, a, messages=STEADY)
+        before = router.external_ports(PUBLIC_IP)
+        fault = router.rebind()
+        first, done = await healed_or_fail(a, b, fault, bed)
+        kind, moved_at = who_moved(a, b, fault)
+        log.info(
+            "A answering: %s after %.3f s; first message both ways %.3f s, all data %.3f s",
+            kind,
+            moved_at,
+            first,
+            done,
+        )
+        after = router.external_ports(PUBLIC_IP)
+        assert after and not set(after) & set(before), (before, after)  # the fault happened
+        count_a, count_b = len(a.received), len(b.received)
+        await a.wait_received(count_a + STEADY)
+        await b.wait_received(count_b + STEADY)
+        sent_a, sent_b = await finish(a, b)
+    assert_all_delivered(a, b, sent_a, sent_b)
+    assert a.state() in UP and b.state() in UP
+    assert a.count("handler") == 0 and b.count("handler") == 0  # no application handler ran
+    assert_no_errors(a, b)
+    if kind == "a-restarted":
+        # A's new generation is in use on both sides: B selected a pair of it.
+        assert any(
+            e["ev"] == "selected" and e["t"] >= fault and e["generation"] >= 1 for e in b.events
+        ), b.diagnostics()
+
+
+class ChromiumOffering(ChromiumB):
+    """Chromium as B making the first offer (so controlling), answering A's later ones."""
+
+    async def offer(self, a: PeerProcess) -> None:
+        await self.pc.create_data_channel("data", ordered=True)
+        offer = await self.pc.set_local_description()
+        await a.send("description", description=offer)
+
+
+@pytest.mark.browser
+async def test_rebinding_heals_with_chromium_offering(
+    bed_factory: Any, peers: list[PeerProcess]
+) -> None:
+    """The same rebinding with Chromium as B offering (controlling), A behind the NAT answering."""
+    require(chromium_missing())
+    bed: NatBed = bed_factory()
+    router = bed.router(1)
+    a = await start_peer(peers, "A", bed.lan(1), lan_host(1), polite=True)
+    async with launch_chromium(bed.public) as chromium:
+        assert chromium.page is not None
+        page = chromium.page
+        pc = await page.create_pc({"iceServers": [{"urls": f"stun:{PUBLIC_IP}:{STUN_PORT}"}]})
+        browser = ChromiumOffering(pc)
+        tasks = [
+            asyncio.ensure_future(browser.guard(browser.from_a(a))),
+            asyncio.ensure_future(browser.guard(browser.to_a(a))),
+        ]
+        try:
+            await browser.offer(a)
+            channel = await pc.wait_channel("data", timeout=15)
+            await a.wait_for(lambda: a.first("open") is not None, 15, "A's channel open")
+            await browser.start_stream()
+            await a.wait_received(STEADY, 15)
+            await channel.wait_messages(STEADY, 15)
+            before = router.external_ports(PUBLIC_IP)
+            fault = router.rebind()
+
+            def healed() -> bool:
+                return both_ways(a.received, browser.received(), fault)[1] is not None
+
+            await wait_any(
+                page.wait_until(healed, HEAL_BOUND + 1, "healed"),
+                a.wait_for(healed, HEAL_BOUND + 1, "healed"),
+                timeout=HEAL_BOUND,
+            )
+            first, done = both_ways(a.received, browser.received(), fault)
+            assert done is not None, (
+                f"no healing within {HEAL_BOUND}s (first: {first})\n{a.diagnostics()}\n"
+                f"{page.diagnostics()}\n{bed.diagnostics()}"
+            )
+            restarted = [
+                (round(t - fault, 3), u) for t, kind, u in _ufrags(a, fault) if kind == "offer"
+            ]
+            log.info(
+                "rebinding, Chromium offering: first %.3f s, all data %.3f s; A's restart "
+                "offers after the fault: %s",
+                first,
+                done,
+                restarted,
+            )
+            after = router.external_ports(PUBLIC_IP)
+            assert after and not set(after) & set(before), (before, after)
+            sent_b = await browser.stop_stream()
+            sent_a = await a.stop_sending()
+            await channel.wait_messages(sent_a, 15)
+            await a.wait_received(sent_b, 15)
+            assert browser.failures == [], browser.failures
+            problem_ab = delivery_problem(browser.received(), sent_a)
+            problem_ba = delivery_problem(a.received, sent_b)
+            assert problem_ab is None, f"A -> Chromium: {problem_ab}"
+            assert problem_ba is None, f"Chromium -> A: {problem_ba}"
+            assert page.errors == []
+            assert a.state() in UP, a.diagnostics()
+            assert_no_errors(a)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await a.close()

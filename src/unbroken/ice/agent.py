@@ -52,6 +52,7 @@ from .events import (
     GenerationReleased,
     LocalCandidateGathered,
     MappedAddressChanged,
+    PathResumed,
     RoleChanged,
     SelectedPairChanged,
     StateChanged,
@@ -541,10 +542,17 @@ class IceAgent:
                 or pair.consent_revoked
                 or (pair.state is not PairState.SUCCEEDED and pair.requests_received == 0)
             ):
+                if self._early_check_from(local, remote):
+                    # The peer checked us (authenticated) before its answer reached us, and
+                    # sends already: accept, as the pair will exist once the answer does.
+                    self.counters["data_before_answer"] += 1
+                    return data
                 self.counters["data_from_stranger"] += 1
                 return None
         pair.bytes_received += len(data)
         pair.packets_received += 1
+        if pair is self._selected:
+            self._note_resumed(pair, now)
         pair.last_received = now
         if pair is not self._selected:
             self._maybe_follow(pair, now)  # the peer sends on another path: ours died?
@@ -895,6 +903,7 @@ class IceAgent:
         if pair.state is not PairState.SUCCEEDED:
             pair.state = PairState.IN_PROGRESS
         pair.requests_sent += 1
+        gen.checks_sent = True
         rto = self.config.check_rto
         self._transactions[tid] = _Transaction(
             tid, "check", data, pair.base, pair.remote.address, gen, pair, nominate, now, now + rto, rto, 1,
@@ -1182,8 +1191,11 @@ class IceAgent:
         # Roles are judged on the newest generation only: while a restart's signaling is
         # in flight the peer's checks on the old pair may carry its previous role, and a
         # conflict there would flip the role the restart just set (docs/ice.md).
-        if gen is self._generations[-1] and self._role_conflict(msg, local, remote, key):
-            return
+        if gen is self._generations[-1]:
+            if gen.index > 0 and not gen.checks_sent:
+                self._adopt_role(msg)
+            elif self._role_conflict(msg, local, remote, key):
+                return
         if gen.has_remote and not gen.draining and not self._can_learn(gen, local, remote):
             # Answering would let the peer select a pair we cannot have (issue 7): stay
             # silent, as for a lost packet; its check fails and it tries other pairs.
@@ -1205,6 +1217,21 @@ class IceAgent:
             return
         self._learn_from_request(gen, pending, now)
         self._update_state(now)
+
+    def _adopt_role(self, msg: stun.Message) -> None:
+        """A restart's role, taken from the peer's first check when it checks first.
+
+        Browsers disagree on roles after a restart: libwebrtc makes the restart's offerer
+        controlling, Firefox keeps the roles of the first negotiation (RFC 8445 §9). So
+        until we have checked on a restart's generation ourselves, the peer's claim
+        decides, and no role conflict (487) slows the restart down (docs/ice.md).
+        """
+        if msg.ice_controlling is not None and self._controlling:
+            self.counters["role_adopted"] += 1
+            self._set_role(False)
+        elif msg.ice_controlled is not None and not self._controlling:
+            self.counters["role_adopted"] += 1
+            self._set_role(True)
 
     def _role_conflict(
         self, msg: stun.Message, local: Address, remote: Address, key: bytes
@@ -1598,7 +1625,18 @@ class IceAgent:
         self._events.append(SelectedPairChanged(None, None, None, pair.generation))
         logger.info("no selected pair any more: %s", why)
 
+    def _early_check_from(self, local: Address, remote: Address) -> bool:
+        gen = self._generations[-1]
+        return any(p.local == local and p.remote == remote for p in gen.pending_checks)
+
+    def _note_resumed(self, pair: CandidatePair, now: float) -> None:
+        """The pair in use hears again after an outage: what was sent meanwhile is lost."""
+        if pair.last_received is not None and now - pair.last_received > OUTAGE_SILENCE:
+            self._events.append(PathResumed(pair.generation, now - pair.last_received))
+
     def _mark_received(self, pair: CandidatePair, now: float) -> None:
+        if pair is self._selected:
+            self._note_resumed(pair, now)
         pair.last_received = now
         if pair is self._selected and not self._receiving:
             self._update_state(now)

@@ -124,6 +124,7 @@ class Generation:
     draining_until: float | None = None
     role_before_restart: bool | None = None  # restored if the restart is rolled back
     hold_checks_until: float | None = None  # answering a restart: see IceAgent.restart
+    checks_sent: bool = False  # a check of ours went out (roles: see IceAgent._adopt_role)
     bases: list[Address] | None = None  # the sockets it gathers on (set when gathering starts)
 
     @property

@@ -85,6 +85,18 @@ class GenerationReleased(Event):
 
 
 @dataclass(frozen=True)
+class PathResumed(Event):
+    """The pair in use hears from the peer again after `silence` seconds of nothing.
+
+    What was sent on it meanwhile was probably lost: reliable transports above should
+    retransmit now rather than at their timers.
+    """
+
+    generation: int
+    silence: float
+
+
+@dataclass(frozen=True)
 class BaseReleased(Event):
     """No live generation uses this local socket any more: the driver may close it."""
 

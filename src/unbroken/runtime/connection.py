@@ -39,6 +39,7 @@ from ..ice import (
     IceTransportState,
     LocalCandidateGathered,
     MappedAddressChanged,
+    PathResumed,
     SelectedPairChanged,
     StateChanged,
 )
@@ -80,7 +81,8 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
     Events (pyee): ``candidate`` (Candidate, ufrag), ``gatheringcomplete`` (ufrag),
     ``statechange`` (IceTransportState), ``gatheringstatechange`` (IceGatheringState),
     ``selectedpairchange`` (SelectedPairChanged), ``candidateerror`` (CandidateErrorEvent),
-    ``mappedaddresschange`` (MappedAddressChanged), ``basereleased`` (Address: its socket
+    ``mappedaddresschange`` (MappedAddressChanged), ``pathresumed`` (PathResumed),
+    ``basereleased`` (Address: its socket
     was closed, no generation uses it any more).
     """
 
@@ -386,6 +388,8 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             self.emit("candidateerror", event)
         elif isinstance(event, MappedAddressChanged):
             self.emit("mappedaddresschange", event)
+        elif isinstance(event, PathResumed):
+            self.emit("pathresumed", event)
         elif isinstance(event, BaseReleased):
             self._close_socket(event.address)
             self.emit("basereleased", event.address)
