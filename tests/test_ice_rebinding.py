@@ -176,3 +176,26 @@ def test_prflx_budget_answers_only_checks_whose_pair_exists() -> None:
     assert responses_in(agent.datagrams_to_send()) == []
     assert agent.counters["stun_check_not_learnable"] == 1
     assert (A_ADDR, ("203.0.113.201", 9)) not in agent.generations()[0].pairs_by_path
+
+
+def test_data_from_an_early_checks_address_is_accepted_before_the_answer() -> None:
+    """The peer checked us before its answer arrived, and already sends (RFC 8445 §12.1)."""
+    from test_ice_agent import lone
+
+    agent = lone(remote=False)
+    agent.receive(check_for(agent, controlling=PEER_TB), A_ADDR, PEER, 0.0)
+    assert agent.receive(b"\x17\xfe\xfd" + bytes(20), A_ADDR, PEER, 0.01) is not None
+    assert agent.counters["data_before_answer"] == 1
+    assert agent.receive(b"\x17\xfe\xfd" + bytes(20), A_ADDR, PEER2, 0.01) is None
+
+
+def test_the_pair_in_use_heard_again_after_an_outage_is_reported() -> None:
+    from unbroken.ice import PathResumed
+
+    agent = established(controlling=True)
+    drain(agent)
+    data = b"\x17\xfe\xfd" + bytes(20)
+    agent.receive(data, A_ADDR, PEER, 0.1)  # a normal gap: nothing to say
+    assert not [e for e in drain(agent) if isinstance(e, PathResumed)]
+    agent.receive(data, A_ADDR, PEER, 1.5)  # 1.4 s of nothing, then the path is back
+    assert [e for e in drain(agent) if isinstance(e, PathResumed)] == [PathResumed(0, 1.4)]

@@ -172,3 +172,31 @@ def test_a_487_on_the_old_generation_does_not_flip_the_restarter() -> None:
     assert restarter.controlling
     flipped = [e for _, e in duo.of("b", RoleChanged)]
     assert [e.controlling for e in flipped] == [True]
+
+
+def test_the_peers_first_check_of_a_restart_decides_the_roles() -> None:
+    """Firefox keeps its first roles across restarts: whoever checks first decides."""
+    duo = Duo()
+    duo.connect()
+    duo.trickle = False
+    # a was controlling and offers a restart (controlling again); b answers but, like
+    # Firefox as the first offerer, keeps claiming control in its checks.
+    a_creds = duo.a.restart(duo.now, controlling=True)
+    b_creds = duo.b.restart(duo.now, controlling=True, answering=True)
+    duo.b.set_remote_credentials(*a_creds, duo.now)
+    duo.a.set_remote_credentials(*b_creds, duo.now, local_ufrag=a_creds[0])
+    for cand in duo.a.local_candidates():
+        duo.b.add_remote_candidate(cand, duo.now)
+    for cand in duo.b.local_candidates():
+        duo.a.add_remote_candidate(cand, duo.now)
+    duo.wire.clear()
+    duo.pump()
+    assert duo.run_while(
+        lambda: any(
+            p is None or p.generation != 1 for p in (duo.a.selected_pair, duo.b.selected_pair)
+        ),
+        2.0,
+    )
+    no_conflicts(duo)
+    assert duo.a.controlling != duo.b.controlling
+    assert duo.a.counters["role_adopted"] + duo.b.counters["role_adopted"] == 1
