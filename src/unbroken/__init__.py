@@ -2,31 +2,120 @@
 
 `from unbroken import RTCPeerConnection` gives the W3C API (as in browsers and aiortc)
 with ICE restarts done right: make before break, trickle, and the W3C states.
+
+Everything `from aiortc import ...` offers is here too, so aiortc code moves over by
+changing the import: the session description, ICE candidate, ICE server,
+configuration, data channel and error classes are ours, subclassing aiortc's (objects
+pass `isinstance` checks both ways); the rest (tracks, RTP senders and receivers,
+parameters, stats) are aiortc's own.
 """
 
-from aiortc import RTCDataChannel, RTCRtpTransceiver
+__version__ = "0.1.0"  # keep in step with pyproject.toml
 
-from .errors import InvalidAccessError, InvalidStateError, OperationError, UnbrokenError
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamError,
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCCertificate,
+    RTCDataChannelParameters,
+    RTCDtlsFingerprint,
+    RTCDtlsParameters,
+    RTCDtlsTransport,
+    RTCIceGatherer,
+    RTCIceParameters,
+    RTCIceTransport,
+    RTCIceTransportPolicy,
+    RTCInboundRtpStreamStats,
+    RTCOutboundRtpStreamStats,
+    RTCRemoteInboundRtpStreamStats,
+    RTCRemoteOutboundRtpStreamStats,
+    RTCRtcpParameters,
+    RTCRtpCapabilities,
+    RTCRtpCodecCapability,
+    RTCRtpCodecParameters,
+    RTCRtpContributingSource,
+    RTCRtpHeaderExtensionCapability,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpSynchronizationSource,
+    RTCRtpTransceiver,
+    RTCSctpCapabilities,
+    RTCSctpTransport,
+    RTCStatsReport,
+    RTCTransportStats,
+    VideoStreamTrack,
+)
+
+from .errors import (
+    InvalidAccessError,
+    InvalidStateError,
+    NotSupportedError,
+    OperationError,
+    TypeError_,
+    UnbrokenError,
+)
 from .peerconnection import (
     RTCConfiguration,
+    RTCDataChannel,
     RTCIceCandidate,
     RTCIceServer,
     RTCPeerConnection,
+    RTCPeerConnectionIceErrorEvent,
     RTCSessionDescription,
     RTCStats,
 )
 
 __all__ = [
+    "__version__",
+    "AudioStreamTrack",
     "InvalidAccessError",
     "InvalidStateError",
+    "MediaStreamError",
+    "MediaStreamTrack",
+    "NotSupportedError",
     "OperationError",
+    "RTCBundlePolicy",
+    "RTCCertificate",
     "RTCConfiguration",
     "RTCDataChannel",
+    "RTCDataChannelParameters",
+    "RTCDtlsFingerprint",
+    "RTCDtlsParameters",
+    "RTCDtlsTransport",
     "RTCIceCandidate",
+    "RTCIceGatherer",
+    "RTCIceParameters",
     "RTCIceServer",
+    "RTCIceTransport",
+    "RTCIceTransportPolicy",
+    "RTCInboundRtpStreamStats",
+    "RTCOutboundRtpStreamStats",
     "RTCPeerConnection",
+    "RTCPeerConnectionIceErrorEvent",
+    "RTCRemoteInboundRtpStreamStats",
+    "RTCRemoteOutboundRtpStreamStats",
+    "RTCRtcpParameters",
+    "RTCRtpCapabilities",
+    "RTCRtpCodecCapability",
+    "RTCRtpCodecParameters",
+    "RTCRtpContributingSource",
+    "RTCRtpHeaderExtensionCapability",
+    "RTCRtpHeaderExtensionParameters",
+    "RTCRtpParameters",
+    "RTCRtpReceiver",
+    "RTCRtpSender",
+    "RTCRtpSynchronizationSource",
     "RTCRtpTransceiver",
+    "RTCSctpCapabilities",
+    "RTCSctpTransport",
     "RTCSessionDescription",
     "RTCStats",
+    "RTCStatsReport",
+    "RTCTransportStats",
+    "TypeError_",
     "UnbrokenError",
+    "VideoStreamTrack",
 ]

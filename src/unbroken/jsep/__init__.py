@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from unbroken.jsep.codecs import (
     codecs_compatible,
+    filter_preferred_codecs,
     is_rtx,
     local_codecs,
     local_header_extensions,
 )
 from unbroken.jsep.errors import MediaNegotiationError
 from unbroken.jsep.media import (
+    SCTP_PROFILE,
     NegotiatedMedia,
     RemoteSctp,
     SsrcInfo,
@@ -24,6 +26,7 @@ from unbroken.jsep.media import (
     direction_receives,
     direction_sends,
     intersect_directions,
+    missing_rtcp_mux,
     negotiate_application_section,
     negotiate_remote_section,
     offer_media_section,
@@ -41,7 +44,10 @@ __all__ = [
     "answer_direction",
     "answer_media_section",
     "application_section",
+    "missing_rtcp_mux",
+    "SCTP_PROFILE",
     "codecs_compatible",
+    "filter_preferred_codecs",
     "direction_receives",
     "direction_sends",
     "intersect_directions",

@@ -24,6 +24,7 @@ import logging
 from aiortc.codecs import CODECS, HEADER_EXTENSIONS
 from aiortc.rtcrtpparameters import (
     RTCRtcpFeedback,
+    RTCRtpCodecCapability,
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
 )
@@ -259,3 +260,36 @@ def codecs_compatible(local: RTCRtpCodecParameters, remote: RTCRtpCodecParameter
         key = _h264_key(local)
         return key is not None and key == _h264_key(remote)
     return True
+
+
+def filter_preferred_codecs(
+    codecs: list[RTCRtpCodecParameters], preferred: list[RTCRtpCodecCapability]
+) -> list[RTCRtpCodecParameters]:
+    """`codecs` narrowed to `preferred` and in its order (setCodecPreferences, webrtc-pc §5.4).
+
+    aiortc's rule, so both stacks offer the same: a codec is kept when a preference has
+    its mime type (any case) and the same parameters; its rtx codec follows it only if the
+    preferences name rtx at all. No preferences: `codecs` unchanged.
+    """
+    if not preferred:
+        return list(codecs)
+    rtx_wanted = any(is_rtx(pref) for pref in preferred)  # type: ignore[arg-type]
+    out: list[RTCRtpCodecParameters] = []
+    for pref in preferred:
+        if is_rtx(pref):  # type: ignore[arg-type]
+            continue
+        for codec in codecs:
+            if is_rtx(codec) or codec in out:
+                continue
+            if codec.mimeType.lower() == pref.mimeType.lower() and dict(codec.parameters) == dict(
+                pref.parameters
+            ):
+                out.append(codec)
+                if rtx_wanted:
+                    out.extend(
+                        c
+                        for c in codecs
+                        if is_rtx(c) and c.parameters.get("apt") == codec.payloadType
+                    )
+                break
+    return out

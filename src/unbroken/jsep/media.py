@@ -66,7 +66,7 @@ from unbroken.jsep.codecs import (
     to_int,
 )
 from unbroken.jsep.errors import MediaNegotiationError
-from unbroken.sdp import DIRECTIONS, MediaSection
+from unbroken.sdp import DIRECTIONS, MediaSection, SessionDescription
 
 logger = logging.getLogger(__name__)
 
@@ -433,6 +433,25 @@ def application_section(
 
 
 # ---------------------------------------------------------------- reading m-sections
+
+
+def missing_rtcp_mux(desc: SessionDescription) -> list[int]:
+    """Indexes of RTP m-sections in use without rtcp-mux, where WebRTC requires it.
+
+    webrtc-pc's only rtcpMuxPolicy is "require" (RFC 8829 §4.1.1, §5.8: a description
+    without a=rtcp-mux for an RTP m-section is refused). A bundled m-section may leave
+    it to its BUNDLE tag: an offer's bundle-only m-sections carry no IDENTICAL-category
+    attributes (RFC 8843 §7.2, §9.3.1.1), so the tag's line counts for them.
+    """
+    missing: list[int] = []
+    for index, section in enumerate(desc.media):
+        if section.kind not in MEDIA_KINDS or section.rejected or section.rtcp_mux:
+            continue
+        tag = desc.bundle_tag_index(index)
+        if tag is not None and tag != index and desc.media[tag].rtcp_mux:
+            continue
+        missing.append(index)
+    return missing
 
 
 def negotiate_application_section(remote: MediaSection) -> RemoteSctp:

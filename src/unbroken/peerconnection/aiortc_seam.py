@@ -30,3 +30,35 @@ def retransmit_now(sctp: Any) -> bool:
     sctp._t3_expired()
     logger.debug("SCTP: retransmitting %d chunks after a path change", len(sctp._sent_queue))
     return True
+
+
+# RTCDtlsTransport members: `_transport` (attach_ice), `_ssl` (closed_by_peer).
+DTLS_MEMBERS = ("_transport", "_ssl")
+
+
+def attach_ice(dtls: Any, ice: Any) -> None:
+    """Give a DTLS transport made before the event loop ran its ICE transport.
+
+    aiortc's RTCDtlsTransport keeps the ICE transport it was built with in `_transport`
+    and reads it only once started (role, _send, _recv): setting it before start() is
+    what passing it to the constructor would have done.
+    """
+    assert dtls.state == "new", "the ICE transport is attached before DTLS starts"
+    dtls._transport = ice
+
+
+def closed_by_peer(dtls: Any) -> bool:
+    """True when the peer ended the DTLS session cleanly, with a close_notify alert.
+
+    aiortc reports both a close_notify and a fatal error as state "closed"; OpenSSL
+    records a received close_notify in the connection's shutdown flags (RFC 5246 §7.2.1).
+    """
+    from OpenSSL import SSL
+
+    ssl = getattr(dtls, "_ssl", None)
+    if ssl is None:
+        return False
+    try:
+        return bool(ssl.get_shutdown() & SSL.RECEIVED_SHUTDOWN)
+    except SSL.Error:
+        return False

@@ -15,7 +15,15 @@ candidates (a restart offer is applied to ICE when our answer is, since both sid
 change credentials together). Credentials and `restartIce()` follow `CredentialBook`;
 the signaling state follows the table in `jsep.signaling`. Events are queued with
 `call_soon`, so they fire after the method that caused them has returned, as in browsers;
-only signalingstatechange fires as the method ends (webrtc-pc: before its promise resolves).
+only signalingstatechange and track fire as the method ends (webrtc-pc: before its
+promise resolves), so a track handler can add a track before the answer is made.
+
+aiortc compatibility (README: "Coming from aiortc"): aiortc's classes and enum values
+are accepted (peerconnection/types.py); with no icecandidate listener,
+setLocalDescription waits for gathering (NON_TRICKLE_WAIT); ICE server names are
+resolved in the background from construction on; bundlePolicy "balanced" and
+"max-compat" are refused where they would need a second transport; a clean close by
+the peer closes us too.
 """
 
 from __future__ import annotations
@@ -25,12 +33,12 @@ import dataclasses
 import logging
 import random
 import secrets
+import socket
 from collections.abc import Callable
 from typing import Any, cast
 
 from aiortc import (
     RTCCertificate,
-    RTCDataChannel,
     RTCDataChannelParameters,
     RTCDtlsTransport,
     RTCRtpReceiver,
@@ -46,7 +54,13 @@ from pyee.asyncio import AsyncIOEventEmitter
 
 from .. import jsep as jsep_media
 from .. import sdp as sdplib
-from ..errors import InvalidAccessError, InvalidStateError, OperationError
+from ..errors import (
+    InvalidAccessError,
+    InvalidStateError,
+    NotSupportedError,
+    OperationError,
+    TypeError_,
+)
 from ..ice import (
     Candidate,
     IceConfig,
@@ -73,10 +87,14 @@ from .handlers import GuardedEmitter, guard
 from .stats import build_stats
 from .types import (
     RTCConfiguration,
+    RTCDataChannel,
     RTCIceCandidate,
+    RTCPeerConnectionIceErrorEvent,
     RTCSessionDescription,
+    StunServer,
+    adopt_channel,
     offer_restart_flag,
-    stun_server_addresses,
+    stun_servers,
     to_candidate,
     to_description,
 )
@@ -84,6 +102,15 @@ from .types import (
 logger = logging.getLogger(__name__)
 
 ICE_OPTIONS = ["trickle"]
+
+NON_TRICKLE_WAIT = 5.0
+"""Seconds setLocalDescription waits for gathering when nobody listens to icecandidate.
+
+aiortc-style code sends `pc.localDescription` right after setLocalDescription, so it
+must carry every candidate and end-of-candidates (README: non-trickle use)."""
+
+RESOLVE_TIMEOUT = 5.0
+"""Seconds an ICE server's name may take to resolve before it is reported unresolvable."""
 
 IGNORED_OVER_CAP = "candidate_lines_over_cap"
 """RemoteCandidates counter: remote candidate lines ignored past limits.max_candidate_lines."""
@@ -132,10 +159,12 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
 
     def __init__(self, configuration: RTCConfiguration | None = None) -> None:
         super().__init__()
-        if configuration is not None and not isinstance(configuration, RTCConfiguration):
-            raise TypeError("configuration must be an RTCConfiguration")
-        self._config = configuration or RTCConfiguration()
+        self._config = RTCConfiguration.from_any(configuration)  # aiortc's is accepted too
         self._config.validate()
+        self._stun_addresses: tuple[tuple[str, int], ...] = ()
+        self._resolving: asyncio.Task[None] | None = None  # ICE server names being resolved
+        self._gathered_waiters: list[tuple[str, asyncio.Future[None]]] = []
+        self._fired_receiving: set[int] = set()  # id(transceiver): track event fired
         self._certificate = RTCCertificate.generateCertificate()
         self._creds = CredentialBook(_generate_credentials)
         self._signaling = SignalingState.STABLE
@@ -174,6 +203,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         self._gathering_state = "new"
         self._negotiation_needed = False
         self._negotiation_scheduled = False
+        self._start_resolving()  # ICE server names, in the background if a loop runs
 
     # ------------------------------------------------------------------ properties
 
@@ -247,29 +277,115 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
 
     def getConfiguration(self) -> RTCConfiguration:  # noqa: N802
         """A copy of the configuration in force."""
-        return dataclasses.replace(self._config)
+        return self._config.copy()
 
     def setConfiguration(self, configuration: RTCConfiguration) -> None:  # noqa: N802
         """Change ICE servers, transport policy or timers; they apply from the next gathering."""
         self._assert_open()
-        if not isinstance(configuration, RTCConfiguration):
-            raise TypeError("configuration must be an RTCConfiguration")
+        configuration = RTCConfiguration.from_any(configuration)
         configuration.validate()
-        if configuration.bundlePolicy != self._config.bundlePolicy:
+        if configuration.bundle_policy() != self._config.bundle_policy():
             raise InvalidAccessError("bundlePolicy cannot be changed (InvalidModificationError)")
+        servers_changed = stun_servers(configuration.ice_servers()) != stun_servers(
+            self._config.ice_servers()
+        )
         self._config = configuration
+        if servers_changed:
+            self._stun_addresses = ()
+            if self._resolving is not None:
+                self._resolving.cancel()
+            self._resolving = None
+            self._start_resolving()
         if self._ice is not None:
             self._ice.agent.config = self._ice_config()
 
     def _ice_config(self) -> IceConfig:
         base = self._config.iceConfig or IceConfig()
-        return dataclasses.replace(
-            base, stun_servers=stun_server_addresses(self._config.iceServers)
-        )
+        return dataclasses.replace(base, stun_servers=self._stun_addresses)
+
+    # ------------------------------------------------------------------ ICE server names
+
+    def _start_resolving(self) -> None:
+        """Resolve the ICE servers' names in the background, if a loop runs (else later)."""
+        if self._resolving is not None or self._closed:
+            return
+        servers = stun_servers(self._config.ice_servers())
+        if all(server.is_address for server in servers):
+            self._stun_addresses = tuple(dict.fromkeys((s.host, s.port) for s in servers))
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._resolving = loop.create_task(self._resolve_servers(servers))
+
+    async def _resolved(self) -> None:
+        """Wait (bounded) until the ICE servers' addresses are known; then ICE uses them."""
+        self._start_resolving()
+        while self._resolving is not None:
+            task = self._resolving
+            try:
+                await asyncio.shield(task)
+                break
+            except asyncio.CancelledError:
+                if self._closed:
+                    raise InvalidStateError("the RTCPeerConnection was closed") from None
+                if not task.cancelled() or task is self._resolving:
+                    raise  # our caller was cancelled, not the resolution
+                # setConfiguration replaced the servers: wait for the new resolution.
+        if self._ice is not None:
+            self._ice.agent.config = self._ice_config()
+
+    async def _resolve_servers(self, servers: list[StunServer]) -> None:
+        """Every stun: server's addresses, both families, resolved without blocking the loop.
+
+        An IP address is used as it is. A name goes to the resolver (asyncio's getaddrinfo,
+        in a thread), at most RESOLVE_TIMEOUT; a name under ".invalid" never resolves and is
+        not asked about (RFC 6761 §6.4). A name that gives no address is reported as an
+        icecandidateerror event with errorCode 701, never raised.
+        """
+        loop = asyncio.get_running_loop()
+        found: list[tuple[str, int]] = []
+        for server in servers:
+            if server.is_address:
+                found.append((server.host, server.port))
+                continue
+            problem = ""
+            addresses: list[tuple[str, int]] = []
+            if (
+                server.host.lower().rstrip(".").endswith(".invalid")
+                or server.host.lower() == "invalid"
+            ):
+                problem = "the name is under .invalid and never resolves (RFC 6761 §6.4)"
+            else:
+                try:
+                    infos = await asyncio.wait_for(
+                        loop.getaddrinfo(server.host, server.port, type=socket.SOCK_DGRAM),
+                        RESOLVE_TIMEOUT,
+                    )
+                    for family, _, _, _, sockaddr in infos:
+                        if family in (socket.AF_INET, socket.AF_INET6):
+                            addresses.append((str(sockaddr[0]).split("%")[0], server.port))
+                except (OSError, UnicodeError, asyncio.TimeoutError) as exc:
+                    problem = f"the name did not resolve: {exc or 'timed out'}"
+                if not addresses and not problem:
+                    problem = "the name has no IPv4 or IPv6 address"
+            if problem:
+                logger.info("ICE server %s: %s", server.url, problem)
+                self._queue_event(
+                    "icecandidateerror",
+                    RTCPeerConnectionIceErrorEvent(
+                        url=server.url, errorCode=701, errorText=problem
+                    ),
+                )
+            found.extend(addresses)
+        self._stun_addresses = tuple(dict.fromkeys(found))
+        if self._ice is not None:
+            self._ice.agent.config = self._ice_config()
 
     def _address_filter(self) -> AddressFilter:
         cfg = self._config
-        if cfg.iceTransportPolicy == "relay":
+        if cfg.ice_transport_policy() == "relay":
             return AddressFilter(addresses=())  # no relay candidates yet: gather nothing
         return AddressFilter(
             addresses=tuple(cfg.hostAddresses) if cfg.hostAddresses is not None else None,
@@ -279,9 +395,29 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
 
     # ------------------------------------------------------------------ transports
 
+    def _ensure_dtls(self) -> RTCDtlsTransport:
+        """The DTLS transport, made on first need; its ICE transport too if a loop runs.
+
+        aiortc lets an application build transceivers and data channels before the event
+        loop runs; our ICE transport needs the loop, so it is attached at the first
+        description (aiortc_seam.attach_ice).
+        """
+        if self._dtls is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                dtls = RTCDtlsTransport(cast(Any, None), [self._certificate])
+                dtls.on("statechange", self._on_dtls_state)
+                self._dtls = guard(dtls)
+                return self._dtls
+            self._ensure_transports()
+        assert self._dtls is not None
+        return self._dtls
+
     def _ensure_transports(self) -> tuple[IceConnection, RTCDtlsTransport]:
         """Create the ICE and DTLS transports on first need (they live until close())."""
         if self._ice is None or self._dtls is None:
+            self._start_resolving()
             ice = IceConnection(
                 controlling=True,
                 config=self._ice_config(),
@@ -295,10 +431,15 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             ice.on("candidateerror", self._on_candidate_error)
             ice.on("selectedpairchange", self._on_selected_pair)
             ice.on("mappedaddresschange", self._on_mapped_address)
-            dtls = RTCDtlsTransport(
-                cast(Any, ice), [self._certificate]
-            )  # the seam: role/_send/_recv
-            dtls.on("statechange", self._on_dtls_state)
+            ice.on("pathresumed", lambda _event: aiortc_seam.retransmit_now(self._sctp))
+            if self._dtls is None:
+                dtls = RTCDtlsTransport(
+                    cast(Any, ice), [self._certificate]
+                )  # the seam: role/_send/_recv
+                dtls.on("statechange", self._on_dtls_state)
+            else:
+                dtls = self._dtls  # made before the loop ran: it gets its ICE transport now
+                aiortc_seam.attach_ice(dtls, ice)
             # Handlers an application adds to these (pc.iceTransport, pc.sctp.transport) run
             # guarded too: one raising in a DTLS state change cannot stop the others.
             self._ice, self._dtls = guard(ice), guard(dtls)
@@ -332,14 +473,23 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         if ufrag not in self._live_local_ufrags():
             return
         self._gathering_complete.add(ufrag)
+        for waited, future in self._gathered_waiters:
+            if waited == ufrag and not future.done():
+                future.set_result(None)
         local = self._pending_local or self._current_local
         if local is not None and local.ufrag == ufrag:
             self._queue_event("icecandidate", None)
 
     def _on_selected_pair(self, event: SelectedPairChanged) -> None:
         # Data sent while the old path was dead is lost: retransmit it now rather than at
-        # SCTP's timer (at least 1 s), so a healed path carries the backlog at once.
-        if event.after_outage and event.local is not None:
+        # SCTP's timer (at least 1 s), so a healed path carries the backlog at once. So is
+        # what went out on the old path of a restart once the peer had left it (Firefox
+        # closes its old socket as it switches, a few ms before we do): on a switch to a
+        # new generation, too. The same path heard again after an outage: "pathresumed".
+        moved = event.previous_generation is not None and event.generation != (
+            event.previous_generation
+        )
+        if event.local is not None and (event.after_outage or moved):
             aiortc_seam.retransmit_now(self._sctp)
 
     def _on_mapped_address(self, event: MappedAddressChanged) -> None:
@@ -352,7 +502,16 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             self.restartIce()
 
     def _on_candidate_error(self, event: Any) -> None:
-        self._queue_event("icecandidateerror", event)
+        self._queue_event(
+            "icecandidateerror",
+            RTCPeerConnectionIceErrorEvent(
+                url=event.url,
+                errorCode=event.error_code,
+                errorText=event.error_text,
+                address=event.address or None,
+                port=event.port or None,
+            ),
+        )
 
     def _on_ice_state(self, state: IceTransportState) -> None:
         # The state changes when the queued task runs, then the event fires (webrtc-pc
@@ -379,16 +538,50 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         self._queue_call(self._apply_connection_state)
 
     def _on_dtls_state(self) -> None:
-        self._update_connection_state()
         dtls = self._dtls
         if self._closed or dtls is None or dtls.state not in ("failed", "closed"):
+            self._update_connection_state()
             return
-        # Not closed by us, so it died: a fatal alert, the peer's close_notify, an error in
-        # aiortc's receive path. The SCTP association rode on it: close it and its data
-        # channels ("close" events, readyState "closed"), as browsers do.
+        if dtls.state == "closed" and self._closed_by_peer(dtls):
+            # The peer closed its connection: nothing will come back, and there is nothing
+            # to recover. As aiortc does, we close too, at once, and report "closed".
+            logger.info("the peer closed the connection (SCTP ended, then DTLS close_notify)")
+            self._background(self._close_by_peer())
+            return
+        self._update_connection_state()
+        # Not closed by us, so it died: a fatal alert, an error in aiortc's receive path.
+        # The SCTP association rode on it: close it and its data channels ("close"
+        # events, readyState "closed"), as browsers do.
         logger.warning("the DTLS transport is %s: the connection has failed", dtls.state)
         if self._sctp is not None:
             self._background(self._sctp.stop())
+
+    def _closed_by_peer(self, dtls: RTCDtlsTransport) -> bool:
+        """Whether our DTLS transport closed because the peer closed its connection.
+
+        A peer's close() ends SCTP first (ABORT or SHUTDOWN: every data channel closes)
+        and then DTLS with a close_notify alert (RFC 5246 §7.2.1; webrtc-pc close(),
+        aiortc and browsers alike). A close_notify while the peer's association is still
+        up is not that: its DTLS ended under a live connection, which is a failure.
+        """
+        if not aiortc_seam.closed_by_peer(dtls):
+            return False
+        sctp_in_use = self._sctp is not None and self._sctp_mid is not None
+        return not sctp_in_use or (self._sctp is not None and self._sctp.state == "closed")
+
+    async def _close_by_peer(self) -> None:
+        """The peer's close: channels close, the states become "closed" with their events."""
+        if self._closed:
+            return
+        if self._sctp is not None:
+            await self._sctp.stop()  # every data channel fires "close"
+        if self._closed:
+            return
+        self._ice_state = "closed"
+        self._connection_state = "closed"
+        self.emit("iceconnectionstatechange")
+        self.emit("connectionstatechange")
+        await self.close()
 
     def _background(self, coro: Any) -> None:
         """Run `coro` as a task we hold on to; what it raises is logged."""
@@ -506,6 +699,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             self._deferred_remote = None
         if first:
             self._gathered_once = True
+            await self._resolved()  # ICE server names, resolved since the constructor ran
             await ice.gather()
         self._assign_mids(parsed)
         if desc_in.type == "answer":
@@ -515,6 +709,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             self._remote_restart = False
             self._creds.answer_applied()
             self._forget_old_local()
+            self._restrict_to_answer(parsed)
             self._apply_answer_media(
                 self._current_remote.desc if self._current_remote else None, local=True
             )
@@ -522,6 +717,32 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 self._start_transports()
         self._set_signaling(new_state)  # last: its handlers see the descriptions applied
         self._update_negotiation_needed()
+        if transport and not self.listeners("icecandidate"):
+            await self._wait_gathered(creds[0])
+
+    async def _wait_gathered(self, ufrag: str) -> None:
+        """Non-trickle use: wait until generation `ufrag` has gathered, at most NON_TRICKLE_WAIT.
+
+        With no icecandidate listener nobody can trickle, so the application will send
+        `localDescription` as it is when this call returns (aiortc's way): it then holds
+        every candidate and end-of-candidates (README: non-trickle use).
+        """
+        if ufrag in self._gathering_complete or self._closed:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (ufrag, future)
+        self._gathered_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), NON_TRICKLE_WAIT)
+        except asyncio.TimeoutError:
+            logger.info(
+                "gathering did not complete within %.1f s: localDescription has the "
+                "candidates found so far",
+                NON_TRICKLE_WAIT,
+            )
+        finally:
+            if waiter in self._gathered_waiters:
+                self._gathered_waiters.remove(waiter)
 
     async def setRemoteDescription(self, description: Any) -> None:  # noqa: N802
         """Apply the peer's offer or answer (or roll back a remote offer)."""
@@ -583,8 +804,39 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 self._pending_remote = applied
         if creds is not None:
             self._remote_ufrags.add(creds[0])
+        tracks = self._process_remote_tracks(parsed) if desc_in.type != "pranswer" else []
         self._set_signaling(new_state)
+        # webrtc-pc: the track events fire after signalingstatechange, before the call
+        # returns, so aiortc's echo (addTrack in the handler, then createAnswer) answers
+        # sendrecv and a recorder started right after this call gets every frame.
+        for track in tracks:
+            self.emit("track", track)
         self._update_negotiation_needed()
+
+    def _process_remote_tracks(self, desc: sdplib.SessionDescription) -> list[MediaStreamTrack]:
+        """webrtc-pc "process remote tracks": the tracks the peer starts sending.
+
+        A transceiver whose remote side now sends, and which had not fired a track event
+        for receiving yet, gets its remote track (id from the peer's a=msid, RFC 8830
+        §2) and one track event.
+        """
+        tracks: list[MediaStreamTrack] = []
+        for index, section in enumerate(desc.media):
+            mid = section.mid or str(index)
+            t = self._transceiver_by_mid(mid)
+            negotiated = self._negotiated.get(id(t)) if t is not None else None
+            if t is None or negotiated is None or section.rejected:
+                continue
+            if not negotiated.remote_sends:
+                self._fired_receiving.discard(id(t))
+                continue
+            if id(t) in self._fired_receiving:
+                continue
+            self._fired_receiving.add(id(t))
+            if t.receiver._track is None:
+                t.receiver._track = RemoteStreamTrack(kind=t.kind, id=negotiated.track_id)
+            tracks.append(guard(t.receiver._track))
+        return tracks
 
     async def _rollback(self, source: str) -> None:
         """RFC 8829 §4.1.8.2: cancel the negotiation, back to the last stable state.
@@ -634,7 +886,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             and init.sdpMLineIndex is None
             and init.candidate
         ):
-            raise TypeError("a candidate needs sdpMid or sdpMLineIndex")
+            raise TypeError_("a candidate needs sdpMid or sdpMLineIndex")
         if init is not None and init.candidate:
             self._check_mid(remote.desc, init)
         if remote.credentials is None:
@@ -662,7 +914,9 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             raise OperationError(f"addIceCandidate: malformed candidate {init.candidate[:80]!r}")
         index = self._candidate_index(remote.desc, init)
         if not self._on_bundle_transport(remote, index):
-            logger.debug("ignoring a candidate of m-section %d, outside the BUNDLE transport", index)
+            logger.debug(
+                "ignoring a candidate of m-section %d, outside the BUNDLE transport", index
+            )
             if self._ice is not None:
                 RemoteCandidates.of(self._ice).ignore("bundle_other_transport")
             return
@@ -754,11 +1008,11 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         """A data channel (RTCDataChannelInit options as keywords)."""
         self._assert_open()
         if maxPacketLifeTime is not None and maxRetransmits is not None:
-            raise TypeError("maxPacketLifeTime and maxRetransmits are mutually exclusive")
+            raise TypeError_("maxPacketLifeTime and maxRetransmits are mutually exclusive")
         if negotiated and id is None:
-            raise TypeError("a negotiated data channel needs an id")
+            raise TypeError_("a negotiated data channel needs an id")
         if len(label.encode()) > 65535 or len(protocol.encode()) > 65535:
-            raise TypeError("label and protocol must be at most 65535 bytes")
+            raise TypeError_("label and protocol must be at most 65535 bytes")
         sctp = self._ensure_sctp()
         params = RTCDataChannelParameters(
             label=label,
@@ -777,18 +1031,21 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
 
     def _ensure_sctp(self) -> RTCSctpTransport:
         if self._sctp is None:
-            _, dtls = self._ensure_transports()
+            dtls = self._ensure_dtls()
             self._sctp = guard(RTCSctpTransport(dtls))
             # The remote side's channels are made by aiortc inside its SCTP receive path:
             # guarded before the application sees them, so their handlers cannot kill it.
-            self._sctp.on("datachannel", lambda channel: self.emit("datachannel", guard(channel)))
+            self._sctp.on(
+                "datachannel",
+                lambda channel: self.emit("datachannel", guard(adopt_channel(channel))),
+            )
         return self._sctp
 
     def addTrack(self, track: MediaStreamTrack, *streams: Any) -> RTCRtpSender:  # noqa: N802
         """Send `track`: reuse a free transceiver of its kind or add a sendrecv one."""
         self._assert_open()
         if track.kind not in ("audio", "video"):
-            raise TypeError(f"unsupported track kind {track.kind!r}")
+            raise TypeError_(f"unsupported track kind {track.kind!r}")
         if any(t.sender.track is track for t in self._transceivers):
             raise InvalidAccessError("this track already has a sender")
         for t in self._transceivers:
@@ -809,17 +1066,17 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         """A transceiver for a track or a kind ("audio"/"video")."""
         self._assert_open()
         if direction not in ("sendrecv", "sendonly", "recvonly", "inactive"):
-            raise TypeError(f"invalid direction {direction!r}")
+            raise TypeError_(f"invalid direction {direction!r}")
         if isinstance(trackOrKind, str):
             if trackOrKind not in ("audio", "video"):
-                raise TypeError(f"invalid kind {trackOrKind!r}")
+                raise TypeError_(f"invalid kind {trackOrKind!r}")
             return self._new_transceiver(trackOrKind, direction, None)
         return self._new_transceiver(trackOrKind.kind, direction, trackOrKind)
 
     def _new_transceiver(
         self, kind: str, direction: str, track: MediaStreamTrack | None
     ) -> RTCRtpTransceiver:
-        _, dtls = self._ensure_transports()
+        dtls = self._ensure_dtls()
         sender = RTCRtpSender(track or kind, dtls)
         receiver = RTCRtpReceiver(kind, dtls)
         transceiver = RTCRtpTransceiver(
@@ -857,6 +1114,11 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         self._signaling = SignalingState.CLOSED
         if self._transport_task is not None:
             self._transport_task.cancel()
+        if self._resolving is not None:
+            self._resolving.cancel()
+        for _, future in self._gathered_waiters:
+            if not future.done():
+                future.set_result(None)
         for t in self._transceivers:
             await t.stop()
         if self._sctp is not None:
@@ -884,10 +1146,8 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
 
     def _credentials_of(self, desc: sdplib.SessionDescription) -> Credentials | None:
         """The transport's ICE credentials; None when every m-section is rejected."""
-        if not desc.media:
-            raise InvalidAccessError("the description has no m-section")
         if all(section.rejected for section in desc.media):
-            return None
+            return None  # also an offer with no m-section at all (RFC 8829 §5.2.1)
         ufrag, pwd = desc.media_ice_credentials(_bundle_tag(desc))
         if not ufrag or not pwd:
             raise InvalidAccessError("the description has no ice-ufrag/ice-pwd")
@@ -917,6 +1177,8 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         Returns the credentials (those in force when no m-section is in use) and whether
         the description has a transport.
         """
+        if sdp_type in ("answer", "pranswer") and self._pending_remote is not None:
+            limits.check_media_order(self._pending_remote.desc, desc, answer=True)
         found = self._credentials_of(desc)
         current = self._creds.current
         creds = found if found is not None else current
@@ -945,6 +1207,12 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         except sdplib.SdpError as exc:
             raise InvalidAccessError(f"setRemoteDescription: {exc}") from None
         limits.check_media_sections(desc)
+        missing = jsep_media.missing_rtcp_mux(desc)
+        if missing:
+            raise InvalidAccessError(
+                f"m-section {missing[0]} has no a=rtcp-mux, which WebRTC requires "
+                "(rtcpMuxPolicy 'require', RFC 8829 §5.8)"
+            )
         if sdp_type == "offer" and self._current_remote is not None:
             limits.check_media_order(self._current_remote.desc, desc, answer=False)
         elif sdp_type != "offer" and self._pending_local is not None:
@@ -1049,12 +1317,19 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         """An offer (remote None) or the answer to `remote`, with our transport attributes."""
         sections: list[sdplib.MediaSection] = []
         if remote is None:
+            # webrtc-extensions alwaysNegotiateDataChannels: the data m-section comes first.
+            data_first = self._config.alwaysNegotiateDataChannels and self._sctp_mid is None
+            if data_first:
+                self._ensure_sctp()
+                self._sctp_mid = self._allocate_mid()
             for t in self._transceivers:
                 if t.mid is None and not t.stopped:
                     t._set_mid(self._allocate_mid())
             if self._data_channel_requested and self._sctp_mid is None:
                 self._sctp_mid = self._allocate_mid()
             mids = list(self._mline_order)
+            if data_first and self._sctp_mid not in mids:
+                mids.append(self._sctp_mid)  # type: ignore[arg-type]
             mids += [t.mid for t in self._transceivers if t.mid is not None and t.mid not in mids]
             if self._sctp_mid is not None and self._sctp_mid not in mids:
                 mids.append(self._sctp_mid)
@@ -1069,11 +1344,10 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 # be remapped within a session (RFC 3264 §8.3.2, RFC 8285 §6). Chromium rejects
                 # a remapped extension id, and drops audio whose payload type it remapped.
                 agreed = self._negotiated.get(id(found))
-                codecs = (
-                    agreed.codecs
-                    if agreed
-                    else found._codecs or jsep_media.local_codecs(found.kind)
-                )
+                codecs = jsep_media.filter_preferred_codecs(
+                    agreed.codecs if agreed else jsep_media.local_codecs(found.kind),
+                    found._preferred_codecs,
+                )  # setCodecPreferences (webrtc-pc §5.4), aiortc's rule
                 extensions = (
                     agreed.header_extensions
                     if agreed
@@ -1087,6 +1361,8 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         else:
             for section in remote.media:
                 sections.append(self._answer_section(section))
+        if sdp_type == "offer":
+            self._check_bundle_policy(sections)
         accepted = [s.mid for s in sections if s.mid is not None and s.port != 0]
         setup = (
             "actpass"
@@ -1115,22 +1391,76 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         )
         return desc
 
+    def _check_bundle_policy(self, sections: list[sdplib.MediaSection]) -> None:
+        """Refuse an offer that bundlePolicy "balanced" or "max-compat" would split.
+
+        Those policies gather a transport per media kind ("balanced") or per m-section
+        ("max-compat") until the answer accepts BUNDLE (webrtc-pc §4.2.5, RFC 8829
+        §5.2.1); we run every m-section on one transport. Where the policy asks for one
+        transport anyway (one kind, one m-section, or m-sections already bundled by an
+        answer) the offer is the same as max-bundle's; otherwise NotSupportedError.
+        """
+        policy = self._config.bundle_policy()
+        if policy == "max-bundle":
+            return
+        bundled: set[str] = set()
+        remote = self._current_remote
+        if remote is not None:
+            for index, section in enumerate(remote.desc.media):
+                if section.mid is not None and remote.desc.bundle_group(index) is not None:
+                    bundled.add(section.mid)
+        bundled_kinds = {s.kind for s in sections if s.mid in bundled}
+        transports: set[str] = set()
+        for section in sections:
+            if section.rejected:
+                continue
+            if section.mid in bundled or (policy == "balanced" and section.kind in bundled_kinds):
+                transports.add("")
+            else:
+                transports.add(section.kind if policy == "balanced" else f"mid {section.mid}")
+        if len(transports) > 1:
+            raise NotSupportedError(
+                f"bundlePolicy {policy!r} needs a transport for each "
+                f"{'media kind' if policy == 'balanced' else 'm-section'} of this offer; "
+                "unbroken runs every m-section on one BUNDLE transport: use 'max-bundle'"
+            )
+
     def _answer_section(self, remote: sdplib.MediaSection) -> sdplib.MediaSection:
         mid = remote.mid or ""
         if remote.rejected:
             return jsep_media.rejected_section(remote)
-        if remote.kind == "application" and "webrtc-datachannel" in remote.formats:
+        if remote.kind == "application":
+            try:
+                sctp = jsep_media.negotiate_application_section(remote)
+            except jsep_media.MediaNegotiationError:
+                return jsep_media.rejected_section(remote)
             self._ensure_sctp()
             self._sctp_mid = mid
             self._mids_used.add(mid)
-            return jsep_media.application_section(mid)
+            # The offer's profile, also the legacy DTLS/SCTP one (aiortc's _sctpLegacySdp).
+            return jsep_media.application_section(mid, protocol=sctp.protocol)
         t = self._transceiver_by_mid(mid)
         negotiated = self._negotiated.get(id(t)) if t is not None else None
         if t is None or negotiated is None:
             return jsep_media.rejected_section(remote)
+        negotiated = self._preferred(t, negotiated)
+        if negotiated is None:
+            return jsep_media.rejected_section(remote)
         direction = jsep_media.answer_direction(t.direction, remote.direction or "sendrecv")
         ssrc = self._ssrc_info(t) if direction in ("sendrecv", "sendonly") else None
         return jsep_media.answer_media_section(remote, negotiated, direction, ssrc)
+
+    @staticmethod
+    def _preferred(
+        t: RTCRtpTransceiver, negotiated: jsep_media.NegotiatedMedia
+    ) -> jsep_media.NegotiatedMedia | None:
+        """The negotiation narrowed and ordered by setCodecPreferences; None if nothing is left."""
+        if not t._preferred_codecs:
+            return negotiated
+        codecs = jsep_media.filter_preferred_codecs(negotiated.codecs, t._preferred_codecs)
+        if not any(not jsep_media.is_rtx(c) for c in codecs):
+            return None
+        return dataclasses.replace(negotiated, codecs=codecs)
 
     def _negotiate_remote_media(self, desc: sdplib.SessionDescription, *, offer: bool) -> None:
         """Match remote m-sections to transceivers (creating recvonly ones for new offers)."""
@@ -1140,9 +1470,16 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             if section.kind == "application":
                 if section.rejected:
                     continue
+                try:
+                    sctp = jsep_media.negotiate_application_section(section)
+                except jsep_media.MediaNegotiationError as exc:
+                    logger.info("m-section %s: %s", mid, exc)
+                    continue
                 self._ensure_sctp()
                 self._sctp_mid = mid
-                self._sctp_remote = (section.sctp_port or 5000, section.max_message_size or 65536)
+                # aiortc's _sctpLegacySdp offers "DTLS/SCTP 5000" with a=sctpmap (RFC 8841's
+                # predecessor): its port comes from there; 0 means any message size.
+                self._sctp_remote = (sctp.port, sctp.max_message_size)
                 continue
             if section.kind not in ("audio", "video") or section.rejected:
                 continue
@@ -1163,6 +1500,21 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 logger.info("m-section %s: %s", mid, exc)
                 self._negotiated.pop(id(t), None)
 
+    def _restrict_to_answer(self, answer: sdplib.SessionDescription) -> None:
+        """Our answer applied: media uses the codecs it names, in its order (setCodecPreferences)."""
+        for section in answer.media:
+            t = self._transceiver_by_mid(section.mid or "")
+            negotiated = self._negotiated.get(id(t)) if t is not None else None
+            if negotiated is None or section.rejected:
+                continue
+            order = {fmt: i for i, fmt in enumerate(section.formats)}
+            codecs = sorted(
+                (c for c in negotiated.codecs if str(c.payloadType) in order),
+                key=lambda c: order[str(c.payloadType)],
+            )
+            if any(not jsep_media.is_rtx(c) for c in codecs):
+                self._negotiated[id(t)] = dataclasses.replace(negotiated, codecs=codecs)
+
     def _apply_answer_media(self, remote: sdplib.SessionDescription | None, *, local: bool) -> None:
         """After an answer: the current direction of every transceiver, track events."""
         if remote is None:
@@ -1177,13 +1529,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 current = jsep_media.answer_direction(t.direction, remote_dir)
             else:
                 current = _reverse(remote_dir)
-            previous = t.currentDirection
-            t._setCurrentDirection(current)
-            receiving = current in ("sendrecv", "recvonly")
-            if receiving and (previous not in ("sendrecv", "recvonly")):
-                if t.receiver._track is None:
-                    t.receiver._track = RemoteStreamTrack(kind=t.kind)
-                self._queue_event("track", guard(t.receiver._track))
+            t._setCurrentDirection(current)  # the track event fired with the remote description
 
     def _apply_remote_ice(self, applied: _Applied, *, local_ufrag: str | None) -> None:
         assert self._ice is not None and applied.credentials is not None

@@ -1,45 +1,101 @@
-"""The W3C dictionaries and small interfaces of the public API, with W3C names.
+"""The W3C dictionaries and small interfaces of the public API, as aiortc's own classes.
 
-RTCSessionDescription, RTCIceCandidate, RTCIceServer, RTCConfiguration and the
-RTCOfferOptions reading. Each accepts what browsers' and aiortc's code passes (objects
-or init dicts) and raises TypeError for what no browser would accept.
+RTCSessionDescription, RTCIceCandidate, RTCIceServer and RTCConfiguration subclass
+aiortc's classes of the same name: objects of ours pass `isinstance` checks against
+aiortc's (so `aiortc.contrib.signaling` sends and receives them unchanged), and aiortc's
+objects are accepted wherever ours are. Each also takes the W3C forms (init dicts,
+`toJSON()`, `usernameFragment`, enum values as strings) and raises `TypeError_` for what
+no browser would accept. RTCDataChannel subclasses aiortc's so that its errors are ours.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import ipaddress
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from aiortc import RTCConfiguration as _AiortcConfiguration
+from aiortc import RTCDataChannel as _AiortcDataChannel
+from aiortc import RTCIceCandidate as _AiortcCandidate
+from aiortc import RTCIceServer as _AiortcServer
+from aiortc import RTCSessionDescription as _AiortcDescription
+from aiortc import exceptions as _aiortc_exceptions
+
+from ..errors import InvalidStateError, TypeError_
 from ..ice import Candidate, CandidateError, IceConfig
 
 SDP_TYPES = ("offer", "answer", "pranswer", "rollback")
 
 
-@dataclass
-class RTCSessionDescription:
-    """webrtc-pc RTCSessionDescription: an SDP text and its type."""
+class AlsoAiortc(type):
+    """Metaclass: aiortc's object counts as an instance of our class that extends its class.
 
-    sdp: str
-    type: str
+    So `isinstance(obj, unbroken.RTCSessionDescription)` holds for what
+    `aiortc.contrib.signaling.object_from_string` returns, as the aiortc examples'
+    receive loops test it, and ours are aiortc's by plain subclassing: both ways. Only
+    the class that names `_aiortc_class` itself claims aiortc's objects (not subclasses
+    of it). Our own code tells them apart with `strictly()`.
+    """
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        if type.__instancecheck__(cls, instance):
+            return True
+        base = cls.__dict__.get("_aiortc_class")
+        return base is not None and isinstance(instance, base)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        if type.__subclasscheck__(cls, subclass):
+            return True
+        base = cls.__dict__.get("_aiortc_class")
+        return base is not None and issubclass(subclass, base)
+
+
+def strictly(value: Any, cls: type) -> bool:
+    """isinstance without AlsoAiortc's widening: an object of our class (or a subclass)."""
+    return type.__instancecheck__(cls, value)
+
+
+BUNDLE_POLICIES = ("balanced", "max-compat", "max-bundle")
+ICE_TRANSPORT_POLICIES = ("all", "relay")
+
+
+@dataclass(eq=False)
+class RTCSessionDescription(_AiortcDescription, metaclass=AlsoAiortc):
+    """webrtc-pc RTCSessionDescription: an SDP text and its type (aiortc's class, extended).
+
+    A bad type is a TypeError_, which is also the ValueError aiortc raises.
+    """
+
+    _aiortc_class = _AiortcDescription
 
     def __post_init__(self) -> None:
-        if self.type not in SDP_TYPES:
-            raise TypeError(
+        if not isinstance(self.type, str) or self.type not in SDP_TYPES:
+            raise TypeError_(
                 f"RTCSessionDescription.type must be one of {SDP_TYPES}, got {self.type!r}"
             )
         if not isinstance(self.sdp, str):
-            raise TypeError("RTCSessionDescription.sdp must be a string")
+            raise TypeError_("RTCSessionDescription.sdp must be a string")
 
     def toJSON(self) -> dict[str, str]:  # noqa: N802 - W3C name
         """The RTCSessionDescriptionInit form."""
         return {"type": self.type, "sdp": self.sdp}
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to any session description (ours or aiortc's) with the same type and SDP."""
+        if isinstance(other, _AiortcDescription):
+            return (self.type, self.sdp) == (other.type, other.sdp)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like aiortc's
+
 
 def to_description(value: Any) -> RTCSessionDescription:
     """Accept an RTCSessionDescription (ours or aiortc's) or an init dict."""
-    if isinstance(value, RTCSessionDescription):
-        return value
+    if strictly(value, RTCSessionDescription):
+        return cast(RTCSessionDescription, value)
     if isinstance(value, dict):
         sdp_type = value.get("type")
         sdp = value.get("sdp", "")
@@ -47,55 +103,215 @@ def to_description(value: Any) -> RTCSessionDescription:
         sdp_type = getattr(value, "type", None)
         sdp = getattr(value, "sdp", None)
     if not isinstance(sdp_type, str):
-        raise TypeError("a session description needs a type")
+        raise TypeError_("a session description needs a type")
     if sdp is None:
         sdp = ""
     return RTCSessionDescription(sdp=sdp, type=sdp_type)
 
 
-class RTCIceCandidate:
-    """webrtc-pc RTCIceCandidate: the candidate line with its m-section and generation.
+# aiortc's RTCIceCandidate fields, in its constructor's positional order.
+_AIORTC_FIELDS = (
+    "component",
+    "foundation",
+    "ip",
+    "port",
+    "priority",
+    "protocol",
+    "type",
+    "relatedAddress",
+    "relatedPort",
+    "sdpMid",
+    "sdpMLineIndex",
+    "tcpType",
+)
+_W3C_INIT = ("candidate", "sdpMid", "sdpMLineIndex", "usernameFragment")
 
-    The parsed fields (address, port, protocol, type, ...) are read from the line, as in
-    browsers; an empty line means end-of-candidates.
+
+class RTCIceCandidate(_AiortcCandidate, metaclass=AlsoAiortc):
+    """webrtc-pc RTCIceCandidate, which is also aiortc's RTCIceCandidate.
+
+    Two constructor forms:
+    - W3C: `RTCIceCandidate(candidate_line, sdpMid, sdpMLineIndex, usernameFragment)`, or
+      one RTCIceCandidateInit dict; the fields are parsed from the line, as in browsers.
+    - aiortc: `RTCIceCandidate(component=1, foundation=..., ip=..., port=..., priority=...,
+      protocol=..., type=..., sdpMid=..., sdpMLineIndex=...)` (keywords or aiortc's
+      positional order); the candidate line is built from the fields.
+    Either way the object carries both: `candidate`, `usernameFragment`, `address` and
+    `toJSON()` (W3C), and `component`, `foundation`, `ip`, `port`, `priority`,
+    `protocol`, `type`, `relatedAddress`, `relatedPort`, `tcpType` (aiortc). `component`
+    is aiortc's number (1 for RTP), not webrtc-pc's "rtp". An empty line means
+    end-of-candidates (every field None).
     """
 
-    def __init__(
-        self,
-        candidate: str = "",
-        sdpMid: str | None = None,  # noqa: N803 - W3C names
-        sdpMLineIndex: int | None = None,  # noqa: N803
-        usernameFragment: str | None = None,  # noqa: N803
-    ) -> None:
+    _aiortc_class = _AiortcCandidate
+    candidate: str
+    usernameFragment: str | None  # noqa: N815 - W3C name
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if args and isinstance(args[0], dict):
+            if len(args) > 1 or kwargs:
+                raise TypeError_("RTCIceCandidate(init) takes one RTCIceCandidateInit dict")
+            init = args[0]
+            unknown = set(init) - set(_W3C_INIT)
+            if unknown:
+                raise TypeError_(f"unknown RTCIceCandidateInit members: {sorted(unknown)}")
+            self._init_w3c(
+                init.get("candidate") or "",
+                init.get("sdpMid"),
+                init.get("sdpMLineIndex"),
+                init.get("usernameFragment"),
+            )
+            return
+        aiortc_form = (args and isinstance(args[0], int) and not isinstance(args[0], bool)) or any(
+            name in kwargs for name in _AIORTC_FIELDS if name not in ("sdpMid", "sdpMLineIndex")
+        )
+        if aiortc_form:
+            if len(args) > len(_AIORTC_FIELDS):
+                raise TypeError_("too many arguments for RTCIceCandidate")
+            values = dict(zip(_AIORTC_FIELDS, args, strict=False))
+            for name, value in kwargs.items():
+                if name not in _AIORTC_FIELDS and name != "usernameFragment":
+                    raise TypeError_(f"RTCIceCandidate got an unexpected keyword {name!r}")
+                if name in values:
+                    raise TypeError_(f"RTCIceCandidate got {name!r} twice")
+                values[name] = value
+            self._init_fields(values)
+            return
+        if len(args) > len(_W3C_INIT):
+            raise TypeError_("too many arguments for RTCIceCandidate")
+        values = dict(zip(_W3C_INIT, args, strict=False))
+        for name, value in kwargs.items():
+            if name not in _W3C_INIT:
+                raise TypeError_(f"RTCIceCandidate got an unexpected keyword {name!r}")
+            if name in values:
+                raise TypeError_(f"RTCIceCandidate got {name!r} twice")
+            values[name] = value
+        self._init_w3c(
+            values.get("candidate", ""),
+            values.get("sdpMid"),
+            values.get("sdpMLineIndex"),
+            values.get("usernameFragment"),
+        )
+
+    # ---------------------------------------------------------------- construction
+
+    def _init_w3c(self, candidate: Any, sdp_mid: Any, sdp_mline_index: Any, ufrag: Any) -> None:
+        if candidate is None:
+            candidate = ""
         if not isinstance(candidate, str):
-            raise TypeError("RTCIceCandidate.candidate must be a string")
-        if sdpMid is None and sdpMLineIndex is None and candidate:
-            raise TypeError("RTCIceCandidate needs sdpMid or sdpMLineIndex")
-        if sdpMLineIndex is not None and (
-            not isinstance(sdpMLineIndex, int) or not 0 <= sdpMLineIndex < 65536
-        ):
-            raise TypeError("sdpMLineIndex must be an unsigned short")
-        if sdpMid is not None and not isinstance(sdpMid, str):
-            raise TypeError("sdpMid must be a string")
+            raise TypeError_("RTCIceCandidate.candidate must be a string")
+        if sdp_mid is None and sdp_mline_index is None and candidate:
+            raise TypeError_("RTCIceCandidate needs sdpMid or sdpMLineIndex")
+        self._set_location(sdp_mid, sdp_mline_index)
+        if ufrag is not None and not isinstance(ufrag, str):
+            raise TypeError_("usernameFragment must be a string")
         self.candidate = candidate
-        self.sdpMid = sdpMid
-        self.sdpMLineIndex = sdpMLineIndex
-        self.usernameFragment = usernameFragment
-        self._parsed: Candidate | None = None
+        self.usernameFragment = ufrag
+        parsed: Candidate | None = None
         if candidate:
             try:
-                self._parsed = Candidate.from_sdp(candidate)
+                parsed = Candidate.from_sdp(candidate)
             except CandidateError:
-                self._parsed = None  # addIceCandidate reports it as OperationError
-            if self.usernameFragment is None and self._parsed is not None:
-                self.usernameFragment = self._parsed.ufrag
+                parsed = None  # addIceCandidate reports it as OperationError
+        self._parsed = parsed
+        if self.usernameFragment is None and parsed is not None:
+            self.usernameFragment = parsed.ufrag
+        if parsed is not None:
+            self._fields_from(parsed)
+        else:
+            self._fields_from_line(candidate)
+
+    def _init_fields(self, values: dict[str, Any]) -> None:
+        missing = [n for n in _AIORTC_FIELDS[:7] if values.get(n) is None]
+        if missing:
+            raise TypeError_(f"RTCIceCandidate is missing {', '.join(missing)}")
+        self._set_location(values.get("sdpMid"), values.get("sdpMLineIndex"))
+        for name in ("component", "port", "priority"):
+            if not isinstance(values[name], int) or isinstance(values[name], bool):
+                raise TypeError_(f"RTCIceCandidate.{name} must be an integer")
+        self.component = values["component"]
+        self.foundation = str(values["foundation"])
+        self.ip = str(values["ip"])
+        self.port = values["port"]
+        self.priority = values["priority"]
+        self.protocol = str(values["protocol"])
+        self.type = str(values["type"])
+        self.relatedAddress = values.get("relatedAddress")
+        self.relatedPort = values.get("relatedPort")
+        self.tcpType = values.get("tcpType")
+        line = (
+            f"candidate:{self.foundation} {self.component} {self.protocol} {self.priority} "
+            f"{self.ip} {self.port} typ {self.type}"
+        )
+        if self.relatedAddress is not None:
+            line += f" raddr {self.relatedAddress}"
+        if self.relatedPort is not None:
+            line += f" rport {self.relatedPort}"
+        if self.tcpType is not None:
+            line += f" tcptype {self.tcpType}"
+        ufrag = values.get("usernameFragment")
+        if ufrag is not None and not isinstance(ufrag, str):
+            raise TypeError_("usernameFragment must be a string")
+        self.candidate = line
+        self.usernameFragment = ufrag
+        try:
+            self._parsed = Candidate.from_sdp(line)
+        except CandidateError:
+            self._parsed = None
+
+    def _set_location(self, sdp_mid: Any, sdp_mline_index: Any) -> None:
+        if sdp_mline_index is not None and (
+            not isinstance(sdp_mline_index, int)
+            or isinstance(sdp_mline_index, bool)
+            or not 0 <= sdp_mline_index < 65536
+        ):
+            raise TypeError_("sdpMLineIndex must be an unsigned short")
+        if sdp_mid is not None and not isinstance(sdp_mid, str):
+            raise TypeError_("sdpMid must be a string")
+        self.sdpMid = sdp_mid
+        self.sdpMLineIndex = sdp_mline_index
+
+    def _fields_from(self, parsed: Candidate) -> None:
+        self.component = parsed.component
+        self.foundation = parsed.foundation
+        self.ip = parsed.host
+        self.port = parsed.port
+        self.priority = parsed.priority
+        self.protocol = parsed.transport
+        self.type = parsed.type
+        self.relatedAddress = parsed.related_address
+        self.relatedPort = parsed.related_port
+        self.tcpType = parsed.tcptype
+
+    def _fields_from_line(self, line: str) -> None:
+        """Fields of a line we do not pair with (an mDNS name, say), read as aiortc would."""
+        bits = line.removeprefix("a=").removeprefix("candidate:").split()
+        ok = len(bits) >= 8 and bits[1].isdigit() and bits[3].isdigit() and bits[5].isdigit()
+        self.component = int(bits[1]) if ok else None  # type: ignore[assignment]
+        self.foundation = bits[0] if ok else None  # type: ignore[assignment]
+        self.ip = bits[4] if ok else None  # type: ignore[assignment]
+        self.port = int(bits[5]) if ok else None  # type: ignore[assignment]
+        self.priority = int(bits[3]) if ok else None  # type: ignore[assignment]
+        self.protocol = bits[2] if ok else None  # type: ignore[assignment]
+        self.type = bits[7] if ok else None  # type: ignore[assignment]
+        self.relatedAddress = None
+        self.relatedPort = None
+        self.tcpType = None
 
     @classmethod
     def from_candidate(
         cls, candidate: Candidate, mid: str, index: int, ufrag: str
     ) -> RTCIceCandidate:
         """Wrap one of our local candidates for the icecandidate event."""
-        return cls(candidate.with_ufrag(ufrag, candidate.generation).to_sdp(), mid, index, ufrag)
+        line = candidate.with_ufrag(ufrag, candidate.generation).to_sdp()
+        return cls(line, mid, index, ufrag)
+
+    @classmethod
+    def from_aiortc(cls, value: _AiortcCandidate) -> RTCIceCandidate:
+        """Ours, from aiortc's RTCIceCandidate (e.g. `object_from_string`'s)."""
+        return cls(**{name: getattr(value, name, None) for name in _AIORTC_FIELDS})
+
+    # ---------------------------------------------------------------- W3C reading
 
     @property
     def parsed(self) -> Candidate | None:
@@ -103,40 +319,9 @@ class RTCIceCandidate:
         return self._parsed
 
     @property
-    def foundation(self) -> str | None:
-        return self._parsed.foundation if self._parsed else None
-
-    @property
-    def component(self) -> str | None:
-        return "rtp" if self._parsed else None
-
-    @property
-    def priority(self) -> int | None:
-        return self._parsed.priority if self._parsed else None
-
-    @property
     def address(self) -> str | None:
-        return self._parsed.host if self._parsed else None
-
-    @property
-    def protocol(self) -> str | None:
-        return self._parsed.transport if self._parsed else None
-
-    @property
-    def port(self) -> int | None:
-        return self._parsed.port if self._parsed else None
-
-    @property
-    def type(self) -> str | None:
-        return self._parsed.type if self._parsed else None
-
-    @property
-    def relatedAddress(self) -> str | None:  # noqa: N802
-        return self._parsed.related_address if self._parsed else None
-
-    @property
-    def relatedPort(self) -> int | None:  # noqa: N802
-        return self._parsed.related_port if self._parsed else None
+        """webrtc-pc's name for `ip`."""
+        return self.ip
 
     def toJSON(self) -> dict[str, Any]:  # noqa: N802
         """The RTCIceCandidateInit form, as browsers serialize it."""
@@ -147,115 +332,238 @@ class RTCIceCandidate:
             "usernameFragment": self.usernameFragment,
         }
 
+    def __eq__(self, other: object) -> bool:
+        if strictly(other, RTCIceCandidate):
+            return self.toJSON() == cast(RTCIceCandidate, other).toJSON()
+        if isinstance(other, _AiortcCandidate):
+            return all(getattr(self, n) == getattr(other, n, None) for n in _AIORTC_FIELDS)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
-        return f"RTCIceCandidate({self.candidate!r}, sdpMid={self.sdpMid!r}, usernameFragment={self.usernameFragment!r})"
+        return (
+            f"RTCIceCandidate({self.candidate!r}, sdpMid={self.sdpMid!r}, "
+            f"sdpMLineIndex={self.sdpMLineIndex!r}, usernameFragment={self.usernameFragment!r})"
+        )
 
 
 def to_candidate(value: Any) -> RTCIceCandidate | None:
-    """Accept None, an RTCIceCandidate, an RTCIceCandidateInit dict, or aiortc's candidate."""
-    if value is None or isinstance(value, RTCIceCandidate):
-        return value
+    """Accept None, an RTCIceCandidate (ours or aiortc's) or an RTCIceCandidateInit dict."""
+    if value is None or strictly(value, RTCIceCandidate):
+        return cast("RTCIceCandidate | None", value)
     if isinstance(value, dict):
-        unknown = set(value) - {"candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"}
-        if unknown:
-            raise TypeError(f"unknown RTCIceCandidateInit members: {sorted(unknown)}")
-        return RTCIceCandidate(
-            value.get("candidate") or "",
-            value.get("sdpMid"),
-            value.get("sdpMLineIndex"),
-            value.get("usernameFragment"),
-        )
-    if hasattr(value, "foundation") and hasattr(value, "ip"):
-        # aiortc's RTCIceCandidate: rebuild the line from its fields.
-        line = (
-            f"candidate:{value.foundation} {value.component} {value.protocol} {value.priority} "
-            f"{value.ip} {value.port} typ {value.type}"
-        )
-        if getattr(value, "relatedAddress", None) is not None:
-            line += f" raddr {value.relatedAddress} rport {value.relatedPort}"
-        return RTCIceCandidate(
-            line, getattr(value, "sdpMid", None), getattr(value, "sdpMLineIndex", None)
-        )
-    raise TypeError(f"not an ICE candidate: {type(value).__name__}")
+        return RTCIceCandidate(value)
+    if isinstance(value, _AiortcCandidate):
+        return RTCIceCandidate.from_aiortc(value)
+    raise TypeError_(f"not an ICE candidate: {type(value).__name__}")
 
 
 @dataclass
-class RTCIceServer:
-    """webrtc-pc RTCIceServer. Only stun: URLs with IP literals are used so far."""
+class RTCPeerConnectionIceErrorEvent:
+    """webrtc-pc RTCPeerConnectionIceErrorEvent: a STUN/TURN server failed or is unknown.
 
-    urls: str | list[str]
-    username: str | None = None
-    credential: str | None = None
+    errorCode 701 means no answer, or (as here for names) no address to ask; `address`
+    and `port` are the local socket's, None when no socket was involved.
+    """
+
+    url: str
+    errorCode: int  # noqa: N815
+    errorText: str  # noqa: N815
+    address: str | None = None
+    port: int | None = None
+
+    @property
+    def error_code(self) -> int:
+        """The runtime's name for errorCode."""
+        return self.errorCode
+
+    @property
+    def error_text(self) -> str:
+        return self.errorText
+
+
+@dataclass
+class RTCIceServer(_AiortcServer, metaclass=AlsoAiortc):
+    """webrtc-pc RTCIceServer (aiortc's class). stun: URLs are used, with IP addresses or
+    host names (resolved when gathering starts); turn: URLs are accepted and not used yet."""
+
+    _aiortc_class = _AiortcServer
 
     def url_list(self) -> list[str]:
         """The URLs as a list."""
         return [self.urls] if isinstance(self.urls, str) else list(self.urls)
 
 
-def stun_server_addresses(servers: list[RTCIceServer]) -> tuple[tuple[str, int], ...]:
-    """The (ip, port) of every stun: URL (RFC 7064); TypeError for malformed ones."""
-    out: list[tuple[str, int]] = []
+def to_ice_server(value: Any) -> RTCIceServer:
+    """Accept an RTCIceServer (ours or aiortc's) or an RTCIceServer init dict."""
+    if strictly(value, RTCIceServer):
+        return cast(RTCIceServer, value)
+    if isinstance(value, _AiortcServer):
+        return RTCIceServer(value.urls, value.username, value.credential, value.credentialType)
+    if isinstance(value, dict) and "urls" in value:
+        unknown = set(value) - {"urls", "username", "credential", "credentialType"}
+        if unknown:
+            raise TypeError_(f"unknown RTCIceServer members: {sorted(unknown)}")
+        return RTCIceServer(**value)
+    raise TypeError_("iceServers must hold RTCIceServer objects or dicts with urls")
+
+
+@dataclass(frozen=True)
+class StunServer:
+    """One stun: URL: the host (an IP address or a name to resolve) and the port."""
+
+    url: str
+    host: str
+    port: int
+
+    @property
+    def is_address(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+
+# RFC 3986 reg-name characters (RFC 7064 §3.1 host = IP-literal / IPv4address / reg-name).
+_REG_NAME = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=]+")
+
+
+def stun_servers(servers: list[RTCIceServer]) -> list[StunServer]:
+    """Every stun: URL (RFC 7064); TypeError_ for malformed ones or unknown schemes."""
+    out: list[StunServer] = []
     for server in servers:
         for url in server.url_list():
             if not isinstance(url, str) or ":" not in url:
-                raise TypeError(f"malformed ICE server URL {url!r}")
+                raise TypeError_(f"malformed ICE server URL {url!r}")
             scheme, _, rest = url.partition(":")
             if scheme not in ("stun", "stuns", "turn", "turns"):
-                raise TypeError(f"unknown ICE server scheme in {url!r}")
+                raise TypeError_(f"unknown ICE server scheme in {url!r}")
             if scheme != "stun":
                 continue  # TURN comes with the TURN client; not gathered yet
+            rest = rest.split("?", 1)[0]
             host, port = rest, 3478
             if rest.startswith("["):
                 host, _, tail = rest[1:].partition("]")
                 if tail.startswith(":"):
                     port = int(tail[1:]) if tail[1:].isdigit() else -1
+                elif tail:
+                    port = -1
             elif rest.count(":") == 1:
                 host, _, p = rest.partition(":")
                 port = int(p) if p.isdigit() else -1
             if not 0 < port < 65536:
-                raise TypeError(f"bad port in ICE server URL {url!r}")
+                raise TypeError_(f"bad port in ICE server URL {url!r}")
             try:
                 host = str(ipaddress.ip_address(host))
             except ValueError:
-                raise TypeError(
-                    f"ICE server URL {url!r}: only IP addresses are supported"
-                ) from None
-            out.append((host, port))
-    return tuple(out)
+                if not _REG_NAME.fullmatch(host) or len(host) > 253:
+                    raise TypeError_(f"bad host in ICE server URL {url!r}") from None
+            out.append(StunServer(url, host, port))
+    return out
+
+
+def _policy_value(value: Any, allowed: tuple[str, ...], name: str) -> str:
+    """A policy as its W3C string: the string itself or an enum's value (aiortc's enums)."""
+    text = value.value if isinstance(value, enum.Enum) else value
+    if not isinstance(text, str) or text not in allowed:
+        raise TypeError_(f"{name} must be one of {allowed}, got {value!r}")
+    return text
 
 
 @dataclass
-class RTCConfiguration:
-    """webrtc-pc RTCConfiguration, plus our own options.
+class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
+    """webrtc-pc RTCConfiguration (aiortc's class), plus our own options.
 
-    No iceServers by default: nothing is sent to a server you did not name.
-    `hostAddresses` / `hostInterfaces` restrict the local addresses used for host
-    candidates; `includeLoopback` allows loopback ones; `iceConfig` sets ICE timers.
+    Policies are W3C strings or aiortc's enums (RTCBundlePolicy, RTCIceTransportPolicy).
+    No iceServers by default (`None` too means none): nothing is sent to a server you did
+    not name. `bundlePolicy` defaults to "max-bundle" (see README: bundle policies).
+    `alwaysNegotiateDataChannels` (webrtc-extensions) offers a data m-section first, even
+    without data channels. `hostAddresses` / `hostInterfaces` restrict the local
+    addresses used for host candidates; `includeLoopback` allows loopback ones;
+    `iceConfig` sets ICE timers.
     """
 
-    iceServers: list[RTCIceServer] = field(default_factory=list)  # noqa: N815
-    iceTransportPolicy: str = "all"  # noqa: N815
-    bundlePolicy: str = "max-bundle"  # noqa: N815
+    _aiortc_class = _AiortcConfiguration
+    iceServers: list[Any] | None = field(default_factory=list)  # type: ignore[assignment]  # noqa: N815
+    iceTransportPolicy: Any = "all"  # noqa: N815
+    bundlePolicy: Any = "max-bundle"  # noqa: N815
+    alwaysNegotiateDataChannels: bool = False  # noqa: N815
     iceCandidatePoolSize: int = 0  # noqa: N815
     hostAddresses: list[str] | None = None  # noqa: N815
     hostInterfaces: list[str] | None = None  # noqa: N815
     includeLoopback: bool = False  # noqa: N815
     iceConfig: IceConfig | None = None  # noqa: N815
 
-    def validate(self) -> None:
-        """TypeError for values outside the W3C enums or malformed servers."""
-        if self.iceTransportPolicy not in ("all", "relay"):
-            raise TypeError(
-                f"iceTransportPolicy must be 'all' or 'relay', got {self.iceTransportPolicy!r}"
+    @classmethod
+    def from_any(cls, value: Any) -> RTCConfiguration:
+        """Ours as given, or ours made from aiortc's RTCConfiguration; TypeError_ otherwise."""
+        if value is None:
+            return cls()
+        if strictly(value, RTCConfiguration):
+            return cast(RTCConfiguration, value)
+        if isinstance(value, _AiortcConfiguration):
+            return cls(
+                iceServers=value.iceServers,
+                iceTransportPolicy=value.iceTransportPolicy,
+                bundlePolicy=value.bundlePolicy,
+                alwaysNegotiateDataChannels=value.alwaysNegotiateDataChannels,
             )
-        if self.bundlePolicy not in ("balanced", "max-compat", "max-bundle"):
-            raise TypeError(f"unknown bundlePolicy {self.bundlePolicy!r}")
-        if not isinstance(self.iceServers, list):
-            raise TypeError("iceServers must be a list")
-        for server in self.iceServers:
-            if not isinstance(server, RTCIceServer):
-                raise TypeError("iceServers must hold RTCIceServer objects")
-        stun_server_addresses(self.iceServers)
+        raise TypeError_("configuration must be an RTCConfiguration")
+
+    def bundle_policy(self) -> str:
+        """bundlePolicy as its W3C string."""
+        return _policy_value(self.bundlePolicy, BUNDLE_POLICIES, "bundlePolicy")
+
+    def ice_transport_policy(self) -> str:
+        """iceTransportPolicy as its W3C string."""
+        return _policy_value(self.iceTransportPolicy, ICE_TRANSPORT_POLICIES, "iceTransportPolicy")
+
+    def ice_servers(self) -> list[RTCIceServer]:
+        """The servers as our RTCIceServer objects (None: none)."""
+        if self.iceServers is None:
+            return []
+        if not isinstance(self.iceServers, list | tuple):
+            raise TypeError_("iceServers must be a list")
+        return [to_ice_server(server) for server in self.iceServers]
+
+    def validate(self) -> None:
+        """TypeError_ for values outside the W3C enums or malformed servers."""
+        self.ice_transport_policy()
+        self.bundle_policy()
+        if (
+            not isinstance(self.iceCandidatePoolSize, int)
+            or not 0 <= self.iceCandidatePoolSize <= 255
+        ):
+            raise TypeError_("iceCandidatePoolSize must be 0 to 255")
+        stun_servers(self.ice_servers())
+
+    def copy(self) -> RTCConfiguration:
+        """A shallow copy (getConfiguration)."""
+        return dataclasses.replace(self)
+
+
+class RTCDataChannel(_AiortcDataChannel, metaclass=AlsoAiortc):
+    """aiortc's RTCDataChannel, raising our InvalidStateError (also aiortc's) from send()."""
+
+    _aiortc_class = _AiortcDataChannel
+
+    def send(self, data: bytes | str) -> None:
+        """Send a message; InvalidStateError unless the channel is open (webrtc-pc)."""
+        try:
+            super().send(data)
+        except InvalidStateError:
+            raise
+        except _aiortc_exceptions.InvalidStateError as exc:
+            raise InvalidStateError(str(exc)) from None
+
+
+def adopt_channel(channel: _AiortcDataChannel) -> RTCDataChannel:
+    """Make a data channel aiortc created (a remote one) an instance of ours, in place."""
+    if not strictly(channel, RTCDataChannel):
+        channel.__class__ = RTCDataChannel
+    return channel  # type: ignore[return-value]
 
 
 def offer_restart_flag(options: Any, ice_restart: bool) -> bool:
