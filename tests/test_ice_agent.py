@@ -992,6 +992,7 @@ def test_disconnected_exactly_at_last_received_plus_timeout() -> None:
     while (timer := agent.get_timer()) is not None and timer.reason != "disconnected":
         agent.handle_timer(timer.at)
         agent.datagrams_to_send()  # consent checks go unanswered
+        drain(agent)  # earlier events (PathSilent at 1.5 s)
     assert timer is not None and timer.at == t0 + 2.5
     agent.handle_timer(timer.at)
     assert agent.state is S.DISCONNECTED

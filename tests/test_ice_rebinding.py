@@ -199,3 +199,19 @@ def test_the_pair_in_use_heard_again_after_an_outage_is_reported() -> None:
     assert not [e for e in drain(agent) if isinstance(e, PathResumed)]
     agent.receive(data, A_ADDR, PEER, 1.5)  # 1.4 s of nothing, then the path is back
     assert [e for e in drain(agent) if isinstance(e, PathResumed)] == [PathResumed(0, 1.4)]
+
+
+def test_a_silent_pair_in_use_is_reported_once_before_disconnected() -> None:
+    from unbroken.ice import PathSilent
+
+    config = IceConfig(keepalive_interval=20.0)  # no consent traffic in the window
+    agent = established(controlling=True, config=config)
+    drain(agent)
+    timers = run_lone(agent, 2.0)  # nothing answers: the pair goes silent
+    assert timers == [] or all(stun.decode(tx.data) for _, tx in timers)
+    silent = [e for e in drain(agent) if isinstance(e, PathSilent)]
+    assert silent == [PathSilent(0, 1.5)]
+    assert agent.state.value == "connected"  # reported before `disconnected` (2.5 s)
+    agent.receive(b"\x17\xfe\xfd" + bytes(20), A_ADDR, PEER, 2.1)  # heard again
+    run_lone(agent, 3.7)
+    assert [e for e in drain(agent) if isinstance(e, PathSilent)] == [PathSilent(0, 1.5)]

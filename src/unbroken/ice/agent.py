@@ -53,6 +53,7 @@ from .events import (
     LocalCandidateGathered,
     MappedAddressChanged,
     PathResumed,
+    PathSilent,
     RoleChanged,
     SelectedPairChanged,
     StateChanged,
@@ -206,6 +207,7 @@ class IceAgent:
         self._state = IceTransportState.NEW
         self._gathering_state = IceGatheringState.NEW
         self._closed = False
+        self._silence_reported = False  # PathSilent reported for the current silence
         self._touched = False  # a STUN message was processed since the last drain()
         self._ever_connected = False
         self._pair_counter = 0
@@ -619,6 +621,7 @@ class IceAgent:
                 and gen.gathering_complete
             ):
                 consider(gen.exhausted_at + self.config.failed_timeout, "failed timeout")
+        consider(self._silence_due(), "path silence")
         pair = self._selected
         if pair is not None:
             consider(pair.next_keepalive, "consent check")
@@ -654,6 +657,14 @@ class IceAgent:
                     gen.next_check_at = now + self.config.ta
             self._maybe_nominate(gen, now)
             self._check_failed(gen, now)
+        silent_at = self._silence_due()
+        if silent_at is not None and now >= silent_at and self._selected is not None:
+            self._silence_reported = True
+            self._events.append(
+                PathSilent(
+                    self._selected.generation, now - (silent_at - self.config.switch_silence)
+                )
+            )
         pair = self._selected
         if pair is not None:
             if (
@@ -1571,6 +1582,7 @@ class IceAgent:
         """Send data on `pair` from now on; report it; retire older generations."""
         current = self._selected
         self._selected = pair
+        self._silence_reported = False
         self._ever_connected = True
         if pair.last_received is None:
             pair.last_received = now
@@ -1631,8 +1643,16 @@ class IceAgent:
 
     def _note_resumed(self, pair: CandidatePair, now: float) -> None:
         """The pair in use hears again after an outage: what was sent meanwhile is lost."""
+        self._silence_reported = False
         if pair.last_received is not None and now - pair.last_received > OUTAGE_SILENCE:
             self._events.append(PathResumed(pair.generation, now - pair.last_received))
+
+    def _silence_due(self) -> float | None:
+        """When the pair in use will have been silent for switch_silence (PathSilent)."""
+        pair = self._selected
+        if pair is None or self._silence_reported or pair.last_received is None:
+            return None
+        return pair.last_received + self.config.switch_silence
 
     def _mark_received(self, pair: CandidatePair, now: float) -> None:
         if pair is self._selected:

@@ -85,6 +85,18 @@ class GenerationReleased(Event):
 
 
 @dataclass(frozen=True)
+class PathSilent(Event):
+    """Nothing heard on the pair in use for `silence` seconds (IceConfig.switch_silence).
+
+    Earlier than `disconnected`: the peer's path may have moved. A recovery policy can
+    restart here, before the application sees any state change.
+    """
+
+    generation: int
+    silence: float
+
+
+@dataclass(frozen=True)
 class PathResumed(Event):
     """The pair in use hears from the peer again after `silence` seconds of nothing.
 

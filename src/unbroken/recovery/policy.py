@@ -9,8 +9,11 @@ new offer (the perfect-negotiation helper in `unbroken.signaling` does). It rest
 - at once when the local network changes (`NetworkWatcher`: an address added or
   removed, a link down or up, the default route changed): the old path may be gone,
   and waiting for `disconnected` would cost 2.5 s;
-- on `disconnected`, after `disconnected_grace` (the path went silent: the remote
-  side's network may have changed);
+- when the selected pair has been silent for the agent's `switch_silence` (1.5 s by
+  default; our own RTCPeerConnection reports it as `pathsilent`), before `disconnected`
+  (2.5 s): the remote side's network may have changed, and the sooner the restart, the
+  sooner it heals;
+- on `disconnected`, after `disconnected_grace`;
 - on `failed`.
 
 A restart that does not heal (no new ICE generation connected) within `retry_after`
@@ -49,6 +52,9 @@ class RecoveryPolicy:
     # `disconnected` already means 2.5 s of silence.
     on_disconnected: bool = True
     disconnected_grace: float = 0.0
+    # Restart when the pair in use is silent for the agent's switch_silence (1.5 s), a
+    # second before `disconnected`: a change on the remote side heals within 2.5 s.
+    on_silence: bool = True
     on_failed: bool = True
     # A restart not healed after retry_after is asked for again, doubling up to retry_max
     # (x 0.8-1.2 jitter); restarts are never closer together than min_interval.
@@ -89,11 +95,13 @@ class Recovery(AsyncIOEventEmitter):  # type: ignore[misc]
         self._grace: asyncio.TimerHandle | None = None
         self._closed = False
         self.watcher: NetworkWatcher | None = None
+        self._ice_hooked: Any = None
         pc.on("iceconnectionstatechange", self._on_ice_state)
         pc.on("connectionstatechange", self._on_connection_state)
 
     async def start(self) -> None:
         """Start watching the local network (when the policy asks for it)."""
+        self._hook_ice()
         if not self.policy.on_network_change or self.watcher is not None:
             return
         ice = getattr(self.pc, "iceTransport", None)
@@ -125,7 +133,17 @@ class Recovery(AsyncIOEventEmitter):  # type: ignore[misc]
     def _on_network_change(self, reason: str) -> None:
         self.request(f"network: {reason}")
 
+    def _hook_ice(self) -> None:
+        """Listen to our ICE transport's `pathsilent` once it exists (ours only)."""
+        ice = getattr(self.pc, "iceTransport", None)
+        if not self.policy.on_silence or ice is None or ice is self._ice_hooked:
+            return
+        if hasattr(ice, "on"):
+            ice.on("pathsilent", lambda _event: self.request("silent"))
+            self._ice_hooked = ice
+
     def _on_ice_state(self) -> None:
+        self._hook_ice()
         state = self.pc.iceConnectionState
         if state in HEALTHY:
             self._check_healed()
@@ -220,7 +238,17 @@ class Recovery(AsyncIOEventEmitter):  # type: ignore[misc]
             and ufrag is not None
             and ufrag != self._ufrag_before
             and self.pc.signalingState == "stable"
+            and self._selected_on_newest()
         )
+
+    def _selected_on_newest(self) -> bool:
+        """True unless our own ICE transport still sends on an older generation's pair
+        (make before break keeps the state `connected` on the old pair meanwhile)."""
+        agent = getattr(getattr(self.pc, "iceTransport", None), "agent", None)
+        if agent is None:
+            return True  # not ours: the state and the ufrag are all we can see
+        pair = agent.selected_pair
+        return pair is not None and pair.generation == agent.generation
 
     def _local_ufrag(self) -> str | None:
         desc = getattr(self.pc, "currentLocalDescription", None)

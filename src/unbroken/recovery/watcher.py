@@ -106,10 +106,11 @@ class NetworkWatcher:
 
     async def _netlink_loop(self, ipr: Any) -> None:
         try:
-            async for msg in ipr.get():
-                reason = self._relevant(msg)
-                if reason is not None:
-                    self._note(reason)
+            while True:  # pyroute2's get() ends after one datagram's messages (msg_seq 0)
+                async for msg in ipr.get():
+                    reason = self._relevant(msg)
+                    if reason is not None:
+                        self._note(reason)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -40,6 +40,7 @@ from ..ice import (
     LocalCandidateGathered,
     MappedAddressChanged,
     PathResumed,
+    PathSilent,
     SelectedPairChanged,
     StateChanged,
 )
@@ -82,6 +83,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
     ``statechange`` (IceTransportState), ``gatheringstatechange`` (IceGatheringState),
     ``selectedpairchange`` (SelectedPairChanged), ``candidateerror`` (CandidateErrorEvent),
     ``mappedaddresschange`` (MappedAddressChanged), ``pathresumed`` (PathResumed),
+    ``pathsilent`` (PathSilent),
     ``basereleased`` (Address: its socket
     was closed, no generation uses it any more).
     """
@@ -390,6 +392,8 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             self.emit("mappedaddresschange", event)
         elif isinstance(event, PathResumed):
             self.emit("pathresumed", event)
+        elif isinstance(event, PathSilent):
+            self.emit("pathsilent", event)
         elif isinstance(event, BaseReleased):
             self._close_socket(event.address)
             self.emit("basereleased", event.address)
