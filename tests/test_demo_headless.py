@@ -34,7 +34,8 @@ def test_headless_demo_in_process() -> None:
     proc = run_demo("--fault", "process")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "recovery: restart ICE (attempt 1, disconnected)" in out
+    # The path is silent for 1.5 s (PathSilent) before it would be `disconnected` at 2.5 s.
+    assert re.search(r"recovery: restart ICE \(attempt 1, (silent|disconnected)\)", out), out
     assert "recovery: healed after" in out
     assert set(healing_times(out)) == {"dropped path"}, out
     assert re.search(r"alice -> bob: \d+ messages sent, all delivered once, in order", out)

@@ -10,11 +10,12 @@ channel carries a numbered message every 20 ms each way. Then it breaks the netw
 - as root (fault "netns"), in a network namespace of its own (demo_faults.py) where alice
   sits on veth `a0` and bob on `b0`: first a handover (alice's address replaced: the
   network watcher sees it through netlink and restarts at once), then a 3 s outage (every
-  UDP packet dropped by nftables: the path goes `disconnected` and recovery restarts,
-  with backoff, until the network is back);
+  UDP packet dropped by nftables: the path goes silent and recovery restarts, with
+  backoff, until the network is back);
 - otherwise (fault "process"), on 127.0.0.1: alice's selected local port is made deaf
   inside the process (a BPF filter, demo_faults.drop_path): nothing tells the process,
-  the path goes `disconnected` after 2.5 s, and recovery restarts on fresh ports.
+  the path is silent for 1.5 s (before `disconnected` at 2.5 s), and recovery restarts
+  on fresh ports.
 
 It reports a timeline (states, selected pairs, recovery events) as it happens, and for
 each fault the healing time: from the fault (or, for an outage, from the network's
