@@ -477,7 +477,8 @@ class OursPeer:
         self.client.on("connected", self.watch.notify)
         self.client.on("disconnected", self.watch.notify)
         await self.client.connect()
-        self.negotiator = PerfectNegotiator(pc, self.client)
+        # Recovery (or the MDN handler) is set up here by hand, so each run says which.
+        self.negotiator = PerfectNegotiator(pc, self.client, recovery=False)
         if handler == "recovery":
             self.recovery = await attach(pc)
             self.recovery.on("recovery", self._on_recovery)

@@ -45,3 +45,26 @@ async def test_restart_ice_renegotiates_by_itself(call: Call, who: str) -> None:
     for side in (call.a, call.b):
         assert side.negotiator is not None and side.negotiator.errors == 0
         assert side.pc.connectionState == "connected"
+
+
+async def test_recovery_is_on_by_default_and_can_be_turned_off() -> None:
+    from unbroken import RTCPeerConnection
+    from unbroken.recovery import Recovery, RecoveryPolicy
+    from unbroken.signaling import PerfectNegotiator, SignalingClient
+
+    pc = RTCPeerConnection()
+    client = SignalingClient("ws://127.0.0.1:9/unused", "room")  # never connected here
+    negotiators = [
+        PerfectNegotiator(pc, client),
+        PerfectNegotiator(pc, client, recovery=RecoveryPolicy(on_network_change=False)),
+        PerfectNegotiator(pc, client, recovery=False),
+    ]
+    try:
+        on, custom, off = (n.recovery for n in negotiators)
+        assert isinstance(on, Recovery) and on.policy == RecoveryPolicy()
+        assert isinstance(custom, Recovery) and not custom.policy.on_network_change
+        assert off is None
+    finally:
+        for n in negotiators:
+            await n.close()
+        await pc.close()

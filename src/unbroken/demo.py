@@ -177,7 +177,7 @@ class HeadlessDemo:
         self.peers.append(peer)
         peer.client = SignalingClient(self.server.url, "headless", peer=name)
         await peer.client.connect()
-        peer.negotiator = PerfectNegotiator(peer.pc, peer.client)
+        peer.negotiator = PerfectNegotiator(peer.pc, peer.client, recovery=False)
         peer.recovery = await attach(peer.pc)
         pc = peer.pc
 

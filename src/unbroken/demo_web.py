@@ -86,7 +86,7 @@ class PythonPeer:
 
     async def start(self) -> None:
         await self.client.connect()
-        self.negotiator = PerfectNegotiator(self.pc, self.client)
+        self.negotiator = PerfectNegotiator(self.pc, self.client, recovery=False)
         self.recovery = await attach(self.pc)
         pc = self.pc
         pc.on("iceconnectionstatechange", lambda: self.event(f"ice {pc.iceConnectionState}"))

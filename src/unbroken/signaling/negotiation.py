@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ..recovery import Recovery, RecoveryPolicy
 from .client import SignalingClient
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,11 @@ class PerfectNegotiator:
     names the remote peer when the room has more than two; otherwise the other peer is
     found from the room. Counters (`offers`, `answers`, `collisions`, `ignoredOffers`,
     `rollbacks`, `errors`) say what it did. `close()` unhooks it.
+
+    Recovery is on by default: `recovery=True` attaches `unbroken.recovery` with its
+    default policy (restarts on network changes, a silent path, `disconnected`,
+    `failed`), a `RecoveryPolicy` attaches it with that policy, False leaves restarts to
+    the application. The policy object is `self.recovery` (None when off).
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class PerfectNegotiator:
         *,
         polite: bool | None = None,
         peer: str | None = None,
+        recovery: bool | RecoveryPolicy = True,
     ) -> None:
         self.pc = pc
         self.client = client
@@ -76,6 +83,11 @@ class PerfectNegotiator:
         self._hook(client, "peer-joined", self._on_peer_joined)
         self._hook(client, "reset", self._on_reset)
         self._task = asyncio.create_task(self._process())
+        self.recovery: Recovery | None = None
+        if recovery is not False:
+            policy = recovery if isinstance(recovery, RecoveryPolicy) else None
+            self.recovery = Recovery(pc, policy)
+            self._spawn(self.recovery.start())
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -102,6 +114,8 @@ class PerfectNegotiator:
     async def close(self) -> None:
         """Stop handling events; the peer connection and client are left as they are."""
         self._closed = True
+        if self.recovery is not None:
+            await self.recovery.stop()
         for emitter, event, handler in self._hooks:
             with contextlib.suppress(Exception):
                 emitter.remove_listener(event, handler)
