@@ -486,5 +486,11 @@ async def test_chromium_a_handover(net: HealNet) -> None:
 
 
 @pytest.mark.browser
+@pytest.mark.xfail(
+    strict=False,
+    reason="open bug (issue 10 note): in about one run in four, after the interface is "
+    "gone and the path healed, Chromium's last message to us is not delivered within 20 s "
+    "while ours to Chromium all are",
+)
 async def test_chromium_c_interface_gone(net2: HealNet) -> None:
     await chromium_call(net2, "c")
