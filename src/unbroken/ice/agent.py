@@ -1152,9 +1152,6 @@ class IceAgent:
             self._reject_unauthenticated(tid, local, remote, 400, "Bad Request", now)
             return
         ours, _, theirs = msg.username.partition(":")
-        logger.debug(
-            "TMPDBG req %s on %s from %s uc=%s", msg.username, local, remote, msg.use_candidate
-        )
         gen = self._generation_by_local(ours)
         if gen is None or not theirs:
             self.counters["stun_unknown_ufrag"] += 1
