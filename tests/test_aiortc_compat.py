@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import socket
@@ -35,6 +34,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 import unbroken
 from interop.netns import NetNs, netns_available
 from pc_helpers import Recorder
+from prereq import require
 from unbroken import (
     InvalidAccessError,
     InvalidStateError,
@@ -51,15 +51,6 @@ from unbroken import (
 )
 
 LOOPBACK = ["127.0.0.1"]
-
-
-def require(reason: str | None) -> None:
-    """Skip when a prerequisite is missing; under CI=true, fail."""
-    if reason is None:
-        return
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"prerequisite missing (CI=true, so this fails): {reason}", False)
-    pytest.skip(reason)
 
 
 def ours(**options: Any) -> RTCPeerConnection:

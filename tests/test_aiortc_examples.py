@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import socket
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 
 from interop.netns import NetNs, netns_available
+from prereq import require
 
 pytestmark = [pytest.mark.netns]
 
@@ -35,15 +35,6 @@ PEER = Path(__file__).parent / "aiortc_style_peer.py"
 PAIRINGS = [("unbroken", "unbroken"), ("unbroken", "aiortc"), ("aiortc", "unbroken")]
 IDS = [f"{o}-offers-to-{a}" for o, a in PAIRINGS]
 RUN_TIMEOUT = 60.0
-
-
-def require(reason: str | None) -> None:
-    """Skip when a prerequisite is missing; under CI=true, fail."""
-    if reason is None:
-        return
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"prerequisite missing (CI=true, so this fails): {reason}", False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -33,21 +33,13 @@ import pytest
 
 from interop.browser import CHROMIUM_FLAGS, REAPER, chromium_executable, chromium_missing
 from interop.netns import NetNs, netns_available
+from prereq import require
 
 pytestmark = [pytest.mark.browser, pytest.mark.netns]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".artifacts" / "demo"
 TIMEOUT = 20.0
 BREAKS = {"netns": ("handover", "outage"), "process": ("drop",)}
-
-
-def require(reason: str | None) -> None:
-    """Skip when a prerequisite is missing; under CI=true, fail (tests/interop/conftest.py)."""
-    if reason is None:
-        return
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"prerequisite missing (CI=true, so this fails): {reason}", False)
-    pytest.skip(reason)
 
 
 async def wait_for(read: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], what: str) -> Any:

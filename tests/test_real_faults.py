@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -43,6 +42,7 @@ from netns_heal import (
     heal_times,
     longest_gap,
 )
+from prereq import require
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,6 @@ LOSS_FOR = 10.0
 # aiortc: how long after a fault we watch for a delivery. Ours heals in well under 3 s;
 # aiortc notices a dead path only when consent fails (~30 s), and then closes.
 AIORTC_WINDOW = 6.0
-IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def require(problem: str | None) -> None:
-    """Skip when a prerequisite is missing; under CI=true, fail (tests/interop/conftest.py)."""
-    if problem is None:
-        return
-    if IN_CI:
-        pytest.fail(f"prerequisite missing (CI=true, so this fails): {problem}", False)
-    pytest.skip(problem)
 
 
 @pytest.fixture
