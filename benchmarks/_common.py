@@ -22,8 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from unbroken.ice import IceConfig, IceTransportState, SelectedPairChanged
-from unbroken.ice.candidate import Candidate
+from unbroken.ice import IceTransportState, SelectedPairChanged
 from unbroken.runtime import AddressFilter, IceConnection
 
 LOOPBACK_IP = "127.0.0.1"
@@ -179,53 +178,6 @@ def clean(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------ our connections
-
-
-def link(a: IceConnection, b: IceConnection) -> None:
-    """Trickle each side's candidates to the other over the simulated signaling channel."""
-    loop = asyncio.get_running_loop()
-
-    def forward(src: IceConnection, dst: IceConnection) -> None:
-        def on_candidate(candidate: Candidate, ufrag: str) -> None:
-            loop.call_soon(_deliver, dst, candidate.with_ufrag(ufrag), None)
-
-        def on_eoc(ufrag: str) -> None:
-            loop.call_soon(_deliver, dst, None, ufrag)
-
-        src.on("candidate", on_candidate)
-        src.on("gatheringcomplete", on_eoc)
-
-    forward(a, b)
-    forward(b, a)
-
-
-def _deliver(dst: IceConnection, candidate: Candidate | None, ufrag: str | None) -> None:
-    if dst.state is IceTransportState.CLOSED:
-        return
-    dst.add_remote_candidate(candidate, ufrag)
-
-
-def new_pair(config: IceConfig | None = None) -> tuple[IceConnection, IceConnection]:
-    """Two linked connections on 127.0.0.1: `a` controls."""
-    a = IceConnection(controlling=True, config=config, address_filter=LOOPBACK)
-    b = IceConnection(controlling=False, config=config, address_filter=LOOPBACK)
-    link(a, b)
-    return a, b
-
-
-async def connect_pair(
-    config: IceConfig | None = None, timeout: float = 10.0
-) -> tuple[IceConnection, IceConnection]:
-    """Two connections on 127.0.0.1, connected (trickle, as the demo does)."""
-    a, b = new_pair(config)
-    a.set_remote_credentials(*b.local_credentials)
-    b.set_remote_credentials(*a.local_credentials)
-    await asyncio.gather(a.gather(), b.gather())
-    await asyncio.wait_for(
-        asyncio.gather(a.wait_for_state(lambda s: s in UP), b.wait_for_state(lambda s: s in UP)),
-        timeout,
-    )
-    return a, b
 
 
 class Restart:

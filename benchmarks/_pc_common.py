@@ -31,6 +31,7 @@ from _common import AioiceLoopback
 from unbroken import RTCConfiguration as OurConfiguration
 from unbroken import RTCPeerConnection as OurPeerConnection
 from unbroken import RTCSessionDescription as OurDescription
+from unbroken.sdp import ice_ufrags
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "interop"))
 from netns import NetNs, netns_available  # noqa: E402
@@ -112,10 +113,10 @@ def description_for(target: Any, desc: Any) -> Any:
 
 def ufrag_of(sdp: str) -> str:
     """The first a=ice-ufrag value of an SDP."""
-    for line in sdp.splitlines():
-        if line.startswith("a=ice-ufrag:"):
-            return line.split(":", 1)[1].strip()
-    raise ValueError("no a=ice-ufrag in the description")
+    found = ice_ufrags(sdp)
+    if not found:
+        raise ValueError("no a=ice-ufrag in the description")
+    return found[0]
 
 
 def pairs_in_use(pc: Any) -> list[tuple[str, str]]:

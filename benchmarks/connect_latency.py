@@ -27,7 +27,6 @@ from _common import (
     aioice_exchange,
     close_all,
     ms,
-    new_pair,
     parse_args,
     summarize,
     table,
@@ -36,6 +35,7 @@ from _common import (
 
 from unbroken.ice.candidate import Candidate
 from unbroken.runtime import IceConnection
+from unbroken.runtime.loopback import linked_pair
 
 NAME = "connect_latency"
 TIMEOUT = 10.0
@@ -75,7 +75,7 @@ async def ours_from_gather() -> float:
     """Time from gathering start (sockets bound) with trickle -> connected on both."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    a, b = new_pair()
+    a, b = linked_pair()
     try:
         a.set_remote_credentials(*b.local_credentials)
         b.set_remote_credentials(*a.local_credentials)

@@ -24,7 +24,6 @@ from _common import (
     Stream,
     aioice_connect_pair,
     close_all,
-    connect_pair,
     ms,
     parse_args,
     pump,
@@ -34,6 +33,7 @@ from _common import (
 )
 
 from unbroken.ice import IceConfig, IceTransportState
+from unbroken.runtime.loopback import connected_pair
 
 NAME = "detection"
 INTERVAL = 0.010
@@ -43,7 +43,7 @@ AIOICE_CAP = 40.0
 async def ours_once(config: IceConfig, traffic: bool, settle: float) -> tuple[float, float]:
     """One run: (stop -> disconnected, last datagram received -> disconnected), seconds."""
     loop = asyncio.get_running_loop()
-    a, b = await connect_pair(config)
+    a, b = await connected_pair(config)
     arrivals: list[tuple[int, float]] = []
     receiver = asyncio.create_task(pump(a._recv, arrivals))
     last_stun = [math.nan]

@@ -20,7 +20,6 @@ from _common import (
     Restart,
     Stream,
     close_all,
-    connect_pair,
     longest_gap,
     ms,
     parse_args,
@@ -30,6 +29,8 @@ from _common import (
     table,
     write_results,
 )
+
+from unbroken.runtime.loopback import connected_pair
 
 NAME = "gap"
 INTERVAL = 0.010
@@ -59,7 +60,7 @@ def delivery(stream: Stream, arrivals: list[tuple[int, float]]) -> dict[str, int
 async def measure(restarts: int, settle: float) -> dict[str, Any]:
     """Stream both ways through the restarts; return per-restart gaps and delivery counts."""
     loop = asyncio.get_running_loop()
-    a, b = await connect_pair()
+    a, b = await connected_pair()
     to_b: list[tuple[int, float]] = []
     to_a: list[tuple[int, float]] = []
     pumps = [asyncio.create_task(pump(b._recv, to_b)), asyncio.create_task(pump(a._recv, to_a))]

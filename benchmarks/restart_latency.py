@@ -18,23 +18,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-from _common import (
-    Restart,
-    close_all,
-    connect_pair,
-    ms,
-    parse_args,
-    summarize,
-    table,
-    write_results,
-)
+from _common import Restart, close_all, ms, parse_args, summarize, table, write_results
+
+from unbroken.runtime.loopback import connected_pair
 
 NAME = "restart_latency"
 
 
 async def measure(restarts: int, settle: float) -> dict[str, object]:
     """Run the restarts and return the samples and their summaries."""
-    a, b = await connect_pair()
+    a, b = await connected_pair()
     from_call: list[float] = []
     from_held: list[float] = []
     try:

@@ -29,10 +29,11 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from _common import close_all, connect_pair, parse_args, table, write_results
+from _common import close_all, parse_args, table, write_results
 
 from unbroken.ice import IceConfig, IceTransportState
 from unbroken.runtime import IceConnection
+from unbroken.runtime.loopback import connected_pair
 
 NAME = "scale"
 BATCH = 50
@@ -57,7 +58,7 @@ async def connect_many(n: int, config: IceConfig) -> list[tuple[IceConnection, I
     pairs: list[tuple[IceConnection, IceConnection]] = []
     while len(pairs) < n:
         batch = min(BATCH, n - len(pairs))
-        pairs += await asyncio.gather(*(connect_pair(config, 30.0) for _ in range(batch)))
+        pairs += await asyncio.gather(*(connected_pair(config, timeout=30.0) for _ in range(batch)))
     return pairs
 
 

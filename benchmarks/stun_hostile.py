@@ -40,20 +40,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from _common import (
-    Stream,
-    clean,
-    close_all,
-    connect_pair,
-    percentile,
-    pump,
-    summarize,
-    table,
-    write_results,
-)
+from _common import Stream, clean, close_all, percentile, pump, summarize, table, write_results
 
 from unbroken import stun
 from unbroken.ice import IceAgent, IceTransportState
+from unbroken.runtime.loopback import connected_pair
 
 NAME = "stun_hostile"
 BEFORE = "4b88022"  # the last commit before the fix (issue 7, items 1 and 2)
@@ -246,7 +237,7 @@ def measure_agent(quick: bool) -> dict[str, Any]:
 async def flood_step(rate: float, seconds: float) -> dict[str, Any]:
     """One step of the ramp on a fresh connected pair; see the module docstring."""
     loop = asyncio.get_running_loop()
-    a, b = await connect_pair()
+    a, b = await connected_pair()
     processed = [0]
     for conn in (a, b):
         original = conn._datagram

@@ -8,6 +8,7 @@ from typing import Any
 
 from unbroken import RTCConfiguration, RTCPeerConnection
 from unbroken.ice import IceConfig
+from unbroken.sdp import ice_ufrags
 
 LOOPBACK = ["127.0.0.1"]
 
@@ -90,7 +91,6 @@ async def negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> 
 
 def ufrag_of(sdp: str) -> str:
     """The first a=ice-ufrag value in an SDP."""
-    for line in sdp.splitlines():
-        if line.startswith("a=ice-ufrag:"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError("no ice-ufrag")
+    found = ice_ufrags(sdp)
+    assert found, "no ice-ufrag"
+    return found[0]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from aiortc import RTCDataChannel
 
 from pc_helpers import Recorder, make_pc
 from unbroken import RTCPeerConnection
+from unbroken.sdp import ice_ufrags
 from unbroken.signaling import (
     PerfectNegotiator,
     ServerConfig,
@@ -90,9 +90,9 @@ class RawPeer:
 
 
 def ufrag_of(sdp: str) -> str:
-    found = re.findall(r"^a=ice-ufrag:(\S+)", sdp, re.MULTILINE)
+    found = ice_ufrags(sdp)
     assert found, "no ice-ufrag"
-    return str(found[0])
+    return found[0]
 
 
 class Side:

@@ -22,10 +22,9 @@ from aiortc import (
     RTCSctpTransport,
 )
 
-from unbroken.ice import IceTransportState, SelectedPairChanged
-from unbroken.runtime import AddressFilter, IceConnection
-
-LOOPBACK = AddressFilter(addresses=("127.0.0.1",))
+from unbroken.ice import SelectedPairChanged
+from unbroken.runtime import IceConnection
+from unbroken.runtime.loopback import connected_pair
 
 
 def test_aiortc_uses_only_role_send_recv_of_the_ice_transport() -> None:
@@ -38,30 +37,6 @@ def test_aiortc_uses_only_role_send_recv_of_the_ice_transport() -> None:
     assert used == {"role", "_send", "_recv"}, (
         f"aiortc's DTLS now uses {sorted(used)} of the ICE transport"
     )
-
-
-def link(a: IceConnection, b: IceConnection) -> None:
-    """Trickle each side's candidates to the other, as signaling would."""
-    loop = asyncio.get_running_loop()
-    # Delivered on a later loop turn, after the credentials of their generation.
-    a.on("candidate", lambda c, ufrag: loop.call_soon(b.add_remote_candidate, c.with_ufrag(ufrag)))
-    b.on("candidate", lambda c, ufrag: loop.call_soon(a.add_remote_candidate, c.with_ufrag(ufrag)))
-    a.on("gatheringcomplete", lambda ufrag: loop.call_soon(b.add_remote_candidate, None, ufrag))
-    b.on("gatheringcomplete", lambda ufrag: loop.call_soon(a.add_remote_candidate, None, ufrag))
-
-
-async def connect_pair() -> tuple[IceConnection, IceConnection]:
-    a = IceConnection(controlling=True, address_filter=LOOPBACK)
-    b = IceConnection(controlling=False, address_filter=LOOPBACK)
-    link(a, b)
-    a.set_remote_credentials(*b.local_credentials)
-    b.set_remote_credentials(*a.local_credentials)
-    await asyncio.gather(a.gather(), b.gather())
-    up = (IceTransportState.CONNECTED, IceTransportState.COMPLETED)
-    await asyncio.wait_for(
-        asyncio.gather(a.wait_for_state(lambda s: s in up), b.wait_for_state(lambda s: s in up)), 5
-    )
-    return a, b
 
 
 async def restart(a: IceConnection, b: IceConnection) -> None:
@@ -85,7 +60,7 @@ async def restart(a: IceConnection, b: IceConnection) -> None:
 
 
 async def test_dtls_sctp_datachannel_survive_20_restarts() -> None:
-    ice_a, ice_b = await connect_pair()
+    ice_a, ice_b = await connected_pair()
     dtls_a = RTCDtlsTransport(ice_a, [RTCCertificate.generateCertificate()])
     dtls_b = RTCDtlsTransport(ice_b, [RTCCertificate.generateCertificate()])
     states: list[str] = []

@@ -29,7 +29,7 @@ from aiortc import RTCDataChannel
 from flood_sender import packets
 from pc_helpers import Recorder, make_pc, negotiate, trickle
 from unbroken.ice import IceTransportState
-from unbroken.runtime import AddressFilter, IceConnection
+from unbroken.runtime.loopback import connected_pair
 from unbroken.runtime.pinned import PINNING_SUPPORTED, bind_base
 
 FLOOD_SECONDS = float(os.environ.get("UNBROKEN_FLOOD_SECONDS", "30"))
@@ -83,30 +83,6 @@ def receiver(name: str, into: list[tuple[int, float]], got: asyncio.Event) -> An
 # ------------------------------------------------------------------ the receive path
 
 
-def link(a: IceConnection, b: IceConnection) -> None:
-    """Trickle each side's candidates to the other on a later loop turn, as signaling would."""
-    loop = asyncio.get_running_loop()
-    a.on("candidate", lambda c, u: loop.call_soon(b.add_remote_candidate, c.with_ufrag(u)))
-    b.on("candidate", lambda c, u: loop.call_soon(a.add_remote_candidate, c.with_ufrag(u)))
-    a.on("gatheringcomplete", lambda u: loop.call_soon(b.add_remote_candidate, None, u))
-    b.on("gatheringcomplete", lambda u: loop.call_soon(a.add_remote_candidate, None, u))
-
-
-async def connect_pair() -> tuple[IceConnection, IceConnection]:
-    loopback = AddressFilter(addresses=("127.0.0.1",))
-    a = IceConnection(controlling=True, address_filter=loopback)
-    b = IceConnection(controlling=False, address_filter=loopback)
-    link(a, b)
-    a.set_remote_credentials(*b.local_credentials)
-    b.set_remote_credentials(*a.local_credentials)
-    await asyncio.gather(a.gather(), b.gather())
-    up = (IceTransportState.CONNECTED, IceTransportState.COMPLETED)
-    await asyncio.wait_for(
-        asyncio.gather(a.wait_for_state(lambda s: s in up), b.wait_for_state(lambda s: s in up)), 5
-    )
-    return a, b
-
-
 def fill(base: tuple[str, int], ufrag: str, count: int = 5000) -> None:
     """Send `count` hostile datagrams to `base` from a stranger's socket, synchronously.
 
@@ -122,7 +98,7 @@ def fill(base: tuple[str, int], ufrag: str, count: int = 5000) -> None:
 
 @pytest.mark.skipif(not PINNING_SUPPORTED, reason="the pinned receive path is Linux-only")
 async def test_the_selected_pair_gets_through_a_full_receive_buffer() -> None:
-    a, b = await connect_pair()
+    a, b = await connected_pair()
     try:
         (base_b,) = b.agent.bases
         fill(base_b, b.local_credentials[0])
@@ -153,7 +129,7 @@ def test_bases_get_ports_of_their_own() -> None:
 
 
 async def test_close_releases_the_port() -> None:
-    a, b = await connect_pair()
+    a, b = await connected_pair()
     (base_b,) = b.agent.bases
     await a.close()
     await b.close()

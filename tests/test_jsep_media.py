@@ -33,7 +33,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unbroken.errors import UnbrokenError
-from unbroken.ice import IceTransportState
 from unbroken.jsep import (
     MediaNegotiationError,
     NegotiatedMedia,
@@ -56,7 +55,7 @@ from unbroken.jsep import (
     send_parameters,
 )
 from unbroken.jsep.codecs import h264_profile, parse_fmtp
-from unbroken.runtime import AddressFilter, IceConnection
+from unbroken.runtime.loopback import connected_pair
 from unbroken.sdp import (
     DIRECTIONS,
     MediaSection,
@@ -955,38 +954,10 @@ def test_fixture_sections_all_negotiate() -> None:
 
 # ---------------------------------------------------------------- real media over aiortc
 
-LOOPBACK = AddressFilter(addresses=("127.0.0.1",))
-
-
-async def connect_pair() -> tuple[IceConnection, IceConnection]:
-    """Two IceConnections on 127.0.0.1, candidates trickled as signaling would."""
-    a = IceConnection(controlling=True, address_filter=LOOPBACK)
-    b = IceConnection(controlling=False, address_filter=LOOPBACK)
-    loop = asyncio.get_running_loop()
-    for one, other in ((a, b), (b, a)):
-        one.on(
-            "candidate",
-            lambda c, ufrag, other=other: loop.call_soon(
-                other.add_remote_candidate, c.with_ufrag(ufrag)
-            ),
-        )
-        one.on(
-            "gatheringcomplete",
-            lambda ufrag, other=other: loop.call_soon(other.add_remote_candidate, None, ufrag),
-        )
-    a.set_remote_credentials(*b.local_credentials)
-    b.set_remote_credentials(*a.local_credentials)
-    await asyncio.gather(a.gather(), b.gather())
-    up = (IceTransportState.CONNECTED, IceTransportState.COMPLETED)
-    await asyncio.wait_for(
-        asyncio.gather(a.wait_for_state(lambda s: s in up), b.wait_for_state(lambda s: s in up)), 10
-    )
-    return a, b
-
 
 @pytest.mark.parametrize("kind", ["audio", "video"])
 async def test_media_flows_with_negotiated_parameters(kind: str) -> None:
-    ice_a, ice_b = await connect_pair()
+    ice_a, ice_b = await connected_pair()
     dtls_a = RTCDtlsTransport(ice_a, [RTCCertificate.generateCertificate()])
     dtls_b = RTCDtlsTransport(ice_b, [RTCCertificate.generateCertificate()])
     track = AudioStreamTrack() if kind == "audio" else VideoStreamTrack()

@@ -18,6 +18,7 @@ import pytest
 from interop.netns import NetNs, netns_available
 from unbroken.ice import IceConfig, IceTransportState, SelectedPairChanged
 from unbroken.runtime import AddressFilter, IceConnection
+from unbroken.runtime.loopback import link
 
 UP = (IceTransportState.CONNECTED, IceTransportState.COMPLETED)
 
@@ -73,16 +74,7 @@ class Peers:
             conn.on("selectedpairchange", lambda _e: self._changed.set())
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        for src, dst in ((self.a, self.b), (self.b, self.a)):
-            src.on(
-                "candidate",
-                lambda c, u, dst=dst: loop.call_soon(dst.add_remote_candidate, c.with_ufrag(u)),
-            )
-            src.on(
-                "gatheringcomplete",
-                lambda u, dst=dst: loop.call_soon(dst.add_remote_candidate, None, u),
-            )
+        link(self.a, self.b)
         self.a.set_remote_credentials(*self.b.local_credentials)
         self.b.set_remote_credentials(*self.a.local_credentials)
         with self.ns.entered():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from test_aiortc_contract import LOOPBACK, link
 from unbroken.ice import IceConfig, IceTransportState
 from unbroken.runtime import IceConnection
+from unbroken.runtime.loopback import LOOPBACK, link
 
 S = IceTransportState
 

@@ -14,6 +14,7 @@ from unbroken.sdp import (
     Origin,
     SdpError,
     SessionDescription,
+    ice_ufrags,
     parse,
     serialize,
     validate_for_webrtc,
@@ -735,3 +736,9 @@ def test_validation_setup_in_answers() -> None:
     with pytest.raises(SdpError, match="actpass"):
         validate_for_webrtc(desc, "pranswer")
     validate_for_webrtc(parse(fixture("chrome_answer.sdp")), "answer")
+
+
+def test_ice_ufrags_reads_each_distinct_value_in_order_leniently() -> None:
+    text = "v=0\r\na=ice-ufrag:abcd\r\nm=x\na=ice-ufrag: efgh \na=ice-ufrag:abcd\r\na=ice-ufrag:\n"
+    assert ice_ufrags(text) == ["abcd", "efgh"]
+    assert ice_ufrags("v=0\r\n") == []

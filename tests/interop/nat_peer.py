@@ -43,6 +43,7 @@ from typing import Any
 
 from unbroken import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from unbroken.ice import IceConfig, SelectedPairChanged
+from unbroken.sdp import ice_ufrags
 
 log = logging.getLogger("nat_peer")
 
@@ -62,10 +63,8 @@ def emit(event: str, **fields: Any) -> None:
 
 def ufrag_of(sdp: str) -> str | None:
     """The first a=ice-ufrag of an SDP."""
-    for line in sdp.splitlines():
-        if line.startswith("a=ice-ufrag:"):
-            return line.split(":", 1)[1].strip()
-    return None
+    found = ice_ufrags(sdp)
+    return found[0] if found else None
 
 
 class Peer:

@@ -25,13 +25,14 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from unbroken.sdp import ice_ufrags
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,8 @@ DEFAULT_TIMEOUT = 10.0
 
 
 def _ufrag(description: Any) -> str | None:
-    if description is None:
-        return None
-    match = re.search(r"^a=ice-ufrag:(\S+)\r?$", description.sdp, re.MULTILINE)
-    return match.group(1) if match else None
+    found = [] if description is None else ice_ufrags(description.sdp)
+    return found[0] if found else None
 
 
 def _desc(description: Any) -> dict[str, str] | None:

@@ -44,6 +44,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from unbroken.sdp import ice_ufrags
+
 from .browser import BrowserPeerConnection, Changes, HarnessError, PageError
 from .ours_process import ChildError, OursProcess
 
@@ -71,10 +73,8 @@ SOAK_ORDER: tuple[str, ...] = (
 
 def ufrag_of(description: dict[str, str] | None) -> str | None:
     """The first a=ice-ufrag of a description dict (None for no description)."""
-    if description is None:
-        return None
-    match = re.search(r"^a=ice-ufrag:(\S+)\r?$", description["sdp"], re.MULTILINE)
-    return match.group(1) if match else None
+    found = [] if description is None else ice_ufrags(description["sdp"])
+    return found[0] if found else None
 
 
 class Refused(Exception):

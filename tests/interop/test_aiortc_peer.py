@@ -19,13 +19,13 @@ application rolls back and carries on. The tests pin exactly that.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
 from unbroken import InvalidAccessError
+from unbroken.sdp import ice_ufrags
 
 from .netns import NetNs
 from .peers import AiortcPeer, PeerChannel, UnbrokenPeer
@@ -41,9 +41,9 @@ BROKEN = {"checking", "disconnected", "failed", "closed"}
 
 def ice_ufrag(sdp: str) -> str:
     """The one a=ice-ufrag of a bundled description."""
-    found: set[str] = set(re.findall(r"^a=ice-ufrag:(\S+)\r?$", sdp, re.MULTILINE))
+    found = ice_ufrags(sdp)
     assert len(found) == 1, f"expected one ufrag, got {found}"
-    return found.pop()
+    return found[0]
 
 
 def candidate_addresses(sdp: str) -> set[str]:

@@ -12,12 +12,13 @@ import asyncio
 import fcntl
 import ipaddress
 import os
-import re
 import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from unbroken.sdp import ice_ufrags
 
 from .browser import BrowserPage, BrowserPeerConnection, poll_until
 from .netns import NetNs
@@ -33,9 +34,9 @@ MESSAGES = 5
 SIOCGSKNS = 0x894C  # linux/sockios.h: get a socket's network namespace as an fd
 
 
-def ice_ufrags(sdp: str) -> set[str]:
-    """The a=ice-ufrag values in an SDP."""
-    return set(re.findall(r"^a=ice-ufrag:(\S+)\r?$", sdp, re.MULTILINE))
+def ufrag_set(sdp: str) -> set[str]:
+    """The a=ice-ufrag values in an SDP, as a set."""
+    return set(ice_ufrags(sdp))
 
 
 def candidate_addresses(sdp: str) -> set[str]:
@@ -187,13 +188,13 @@ async def test_chromium_to_chromium_ice_restart(page: BrowserPage) -> None:
     remote = await b.wait_channel("chat")
     first = await a.current_local_description()
     assert first is not None
-    old_ufrags = ice_ufrags(first["sdp"])
+    old_ufrags = ufrag_set(first["sdp"])
 
     await a.restart_ice()
     await a.wait_negotiation_needed(2)
     start = len(a.gathered)
     restart = await a.set_local_description()
-    new_ufrags = ice_ufrags(restart["sdp"])
+    new_ufrags = ufrag_set(restart["sdp"])
     assert new_ufrags and new_ufrags.isdisjoint(old_ufrags)
     await b.set_remote_description(restart)
     await a.set_remote_description(await b.set_local_description())
@@ -214,4 +215,4 @@ async def test_chromium_to_chromium_ice_restart(page: BrowserPage) -> None:
     assert a.last_state("iceConnectionState") in ("connected", "completed")
     assert "failed" not in a.state_history("iceConnectionState")
     current = await a.current_local_description()
-    assert current is not None and ice_ufrags(current["sdp"]) == new_ufrags
+    assert current is not None and ufrag_set(current["sdp"]) == new_ufrags

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 import pytest_asyncio
+
+from unbroken.sdp import ice_ufrags
 
 from .browser import (
     BrowserDataChannel,
@@ -45,16 +46,16 @@ TIMEOUT = 10.0
 MARGIN = 10
 
 
-def ice_ufrags(sdp: str) -> set[str]:
-    """The a=ice-ufrag values in an SDP."""
-    return set(re.findall(r"^a=ice-ufrag:(\S+)\r?$", sdp, re.MULTILINE))
+def ufrag_set(sdp: str) -> set[str]:
+    """The a=ice-ufrag values in an SDP, as a set."""
+    return set(ice_ufrags(sdp))
 
 
 def ufrag_of(description: Any) -> str:
     """The one ufrag of a (bundled) description, as a dict or an RTCSessionDescription."""
     assert description is not None, "no description"
     sdp = description["sdp"] if isinstance(description, dict) else description.sdp
-    found = ice_ufrags(sdp)
+    found = ufrag_set(sdp)
     assert len(found) == 1, f"expected one bundled ufrag, got {found}"
     return found.pop()
 

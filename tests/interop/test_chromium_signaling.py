@@ -7,7 +7,6 @@ The server only admits the harness page's origin (a real browser's Origin header
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,6 +14,7 @@ import pytest_asyncio
 from aiortc import RTCDataChannel
 
 from unbroken import RTCConfiguration, RTCPeerConnection
+from unbroken.sdp import ice_ufrags
 from unbroken.signaling import PerfectNegotiator, ServerConfig, SignalingClient, SignalingServer
 
 from .browser import BrowserPage, Changes, Chromium
@@ -49,7 +49,7 @@ return client.peerId;
 
 
 def ufrag(sdp: str) -> str:
-    return re.findall(r"^a=ice-ufrag:(\S+)", sdp, re.MULTILINE)[0]
+    return ice_ufrags(sdp)[0]
 
 
 @pytest_asyncio.fixture(loop_scope="module")

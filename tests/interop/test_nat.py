@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from unbroken.sdp import ice_ufrags
+
 from .browser import BrowserPeerConnection, chromium_missing, launch_chromium
 from .conftest import require
 from .nat import (
@@ -460,14 +462,7 @@ def _ufrags(peer: PeerProcess, since: float = 0.0) -> list[tuple[float, str, str
     for event in peer.events:
         if event["ev"] == "description" and event["t"] >= since:
             sdp = event["description"]["sdp"]
-            ufrag = next(
-                (
-                    line.split(":", 1)[1].strip()
-                    for line in sdp.splitlines()
-                    if line.startswith("a=ice-ufrag:")
-                ),
-                "",
-            )
+            ufrag = next(iter(ice_ufrags(sdp)), "")
             out.append((event["t"], event["description"]["type"], ufrag))
     return out
 

@@ -9,6 +9,7 @@ lines are kept, in order, so a round trip loses nothing.
 `validate_for_webrtc(desc)` applies the JSEP semantic checks (mid, ICE credentials,
 fingerprint, setup per m-section in use, with session-level and BUNDLE-tag fallback);
 it is separate from parsing so that a grammatically fine description can be inspected.
+`ice_ufrags(text)` reads just the ICE ufrags, leniently (a new one means a restart).
 
 Candidate lines are kept as raw attribute values: their grammar is the ICE layer's.
 No I/O, no clock, no randomness.
@@ -21,6 +22,7 @@ from unbroken.sdp.grammar import MAX_LINE_BYTES, MAX_MEDIA_SECTIONS, MAX_TOTAL_B
 from unbroken.sdp.model import DIRECTIONS, SETUP_ROLES, MediaSection, Origin, SessionDescription
 from unbroken.sdp.parse import parse
 from unbroken.sdp.serialize import serialize
+from unbroken.sdp.ufrags import ice_ufrags
 from unbroken.sdp.validate import validate_for_webrtc
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "Origin",
     "SdpError",
     "SessionDescription",
+    "ice_ufrags",
     "parse",
     "serialize",
     "validate_for_webrtc",
