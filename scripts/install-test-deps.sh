@@ -2,7 +2,8 @@
 # Install the Debian packages the test suite needs (idempotent; run as root).
 #   chromium  headless browser for tests/interop (binary /usr/bin/chromium)
 #   firefox-esr  headless browser for the restart soaks (binary /usr/bin/firefox-esr)
-#   coturn    TURN server for TURN tests (turnserver)
+#   coturn    TURN server for TURN tests (turnserver); the tests start their own with
+#             `turnserver -c FILE`, so the packaged service is neither needed nor enabled
 #   nftables  packet loss inside test namespaces (nft)
 #   iproute2  network namespaces, veth pairs, addresses (ip)
 #   conntrack flushing NAT mappings in the NAT test bed (tests/interop/nat.py)

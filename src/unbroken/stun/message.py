@@ -108,6 +108,8 @@ _ICE_CONTROLLING_HEAD = _TL.pack(_ICE_CONTROLLING, 8)
 _USE_CANDIDATE_ATTR = _TL.pack(_USE_CANDIDATE, 0)
 _MI_HEAD = _TL.pack(_MESSAGE_INTEGRITY, 20)
 _FP_HEAD = _TL.pack(_FINGERPRINT, 4)
+_MESSAGE_INTEGRITY_SHA256 = 0x001C
+_MI256_HEAD = _TL.pack(_MESSAGE_INTEGRITY_SHA256, 32)
 
 
 class MessageClass(enum.IntEnum):
@@ -219,12 +221,17 @@ def _text_attr(attr_type: int, text: str, limit: int) -> bytes:
 
 
 def encode(
-    message: Message, *, integrity_key: bytes | None = None, fingerprint: bool = True
+    message: Message,
+    *,
+    integrity_key: bytes | None = None,
+    fingerprint: bool = True,
+    integrity_sha256_key: bytes | None = None,
 ) -> bytes:
     """Serialize `message`; ValueError when a field is out of range.
 
     Order: typed attributes, then `other`, then MESSAGE-INTEGRITY (when a key is given),
-    then FINGERPRINT (when asked).
+    then MESSAGE-INTEGRITY-SHA256 (when its key is given, RFC 8489 §14.6), then
+    FINGERPRINT (when asked).
     """
     tid = message.transaction_id
     if len(tid) != 12:
@@ -292,6 +299,8 @@ def encode(
 
     body = b"".join(parts)
     total = len(body) + (24 if integrity_key is not None else 0) + (8 if fingerprint else 0)
+    if integrity_sha256_key is not None:
+        total += 36
     if total > 0xFFFC:
         raise ValueError("message too long for the 16-bit length field")
     if integrity_key is not None:
@@ -299,6 +308,10 @@ def encode(
         # MESSAGE-INTEGRITY, and every attribute before it.
         head = _HEAD.pack(msg_type, len(body) + 24, MAGIC_COOKIE) + tid
         body += _MI_HEAD + hmac.digest(integrity_key, head + body, "sha1")
+    if integrity_sha256_key is not None:
+        # RFC 8489 §14.6: the same construction with HMAC-SHA256 and a 32-byte value.
+        head = _HEAD.pack(msg_type, len(body) + 36, MAGIC_COOKIE) + tid
+        body += _MI256_HEAD + hmac.digest(integrity_sha256_key, head + body, "sha256")
     if fingerprint:
         # RFC 5389 §15.5: CRC-32 of everything before it, length counting FINGERPRINT.
         head = _HEAD.pack(msg_type, len(body) + 8, MAGIC_COOKIE) + tid
@@ -583,6 +596,48 @@ def check_integrity(message: Message, key: bytes) -> bool:
     return hmac.compare_digest(mac, raw[offset + 4 : offset + 24])
 
 
+def _find_attribute(raw: bytes, wanted: int) -> tuple[int, int]:
+    """(offset, length) of the first `wanted` attribute in `raw`, (-1, 0) when absent."""
+    n = len(raw)
+    pos = 20
+    for _ in range(MAX_ATTRIBUTES):
+        if pos + 4 > n:
+            break
+        attr_type, alen = _TL.unpack_from(raw, pos)
+        if pos + 4 + alen > n:
+            break
+        if attr_type == wanted:
+            return pos, alen
+        if attr_type == _FINGERPRINT:
+            break
+        pos = (pos + 4 + alen + 3) & ~3
+    return -1, 0
+
+
+def check_integrity_sha256(message: Message, key: bytes) -> bool:
+    """True when `message.raw` carries a MESSAGE-INTEGRITY-SHA256 that `key` verifies.
+
+    RFC 8489 §14.6: HMAC-SHA256 over the message up to the attribute, with the length
+    field ending at it; the value may be truncated to 16..32 bytes, a multiple of four.
+    """
+    raw = message.raw
+    if len(raw) < 20:
+        return False
+    offset, alen = _find_attribute(raw, _MESSAGE_INTEGRITY_SHA256)
+    if offset < 0 or alen < 16 or alen > 32 or alen & 3:
+        return False
+    head = raw[0:2] + _U16.pack(offset + 4 + alen - 20) + raw[4:20]
+    mac = hmac.digest(key, head + raw[20:offset], "sha256")[:alen]
+    return hmac.compare_digest(mac, raw[offset + 4 : offset + 4 + alen])
+
+
+def has_integrity_sha256(message: Message) -> bool:
+    """True when `message.raw` holds a MESSAGE-INTEGRITY-SHA256 attribute."""
+    return (
+        len(message.raw) >= 20 and _find_attribute(message.raw, _MESSAGE_INTEGRITY_SHA256)[0] >= 0
+    )
+
+
 def short_term_key(password: str) -> bytes:
     """The ICE short-term credential key: the password's UTF-8 bytes (RFC 8445 §7.2.2).
 
@@ -632,13 +687,18 @@ def saslprep(text: str) -> str:
     return result
 
 
-def long_term_key(username: str, realm: str, password: str) -> bytes:
-    """The long-term credential key MD5(username ":" realm ":" SASLprep(password)).
+def long_term_key(username: str, realm: str, password: str, algorithm: str = "md5") -> bytes:
+    """The long-term credential key H(username ":" realm ":" SASLprep(password)).
 
-    RFC 5389 §15.4; `username` and `realm` are taken as they appear in the attributes
+    RFC 5389 §15.4 (MD5) and RFC 8489 §9.2.2 (`algorithm="sha256"`, chosen through
+    PASSWORD-ALGORITHM); `username` and `realm` are taken as they appear in the attributes
     (the sender has already prepared them). Used by TURN.
     """
     text = f"{username}:{realm}:{saslprep(password)}".encode()
+    if algorithm == "sha256":
+        return hashlib.sha256(text).digest()
+    if algorithm != "md5":
+        raise ValueError(f"unknown password algorithm {algorithm!r}")
     return hashlib.md5(text, usedforsecurity=False).digest()
 
 
@@ -683,6 +743,8 @@ __all__ = [
     "fingerprint_ok",
     "username_prefix",
     "check_integrity",
+    "check_integrity_sha256",
+    "has_integrity_sha256",
     "short_term_key",
     "long_term_key",
     "saslprep",
