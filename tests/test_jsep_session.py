@@ -12,6 +12,8 @@ and checks the session's invariants after each call.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unbroken import sdp as sdplib
-from unbroken.errors import InvalidAccessError, InvalidStateError
 from unbroken.ice.agent import IceAgent, generate_credentials
 from unbroken.jsep import (
     Action,
@@ -36,6 +37,7 @@ from unbroken.jsep import (
     application_section,
 )
 from unbroken.jsep.credentials import Credentials
+from unbroken.jsep.errors import JsepAccessError, JsepStateError
 
 S = SignalingState
 FINGERPRINT = [("sha-256", ":".join(["AB"] * 32))]
@@ -270,7 +272,7 @@ def test_forbidden_transitions_change_nothing(
     run(ops, a, b)
     before = (a.state, a.session.pending_local, a.session.pending_remote, a.creds)
     desc = description(b.creds, "actpass")
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(JsepStateError):
         if source == "local":
             a.set_local(sdp_type, description(a.creds, "actpass"))
         else:
@@ -292,7 +294,7 @@ def test_forbidden_rollbacks(ops: list[tuple[str, str]], source: str) -> None:
     a, b = Endpoint("a", 1), Endpoint("b", 2)
     run(ops, a, b)
     before = (a.state, a.session.pending_local, a.session.pending_remote)
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(JsepStateError):
         a.rollback(source)
     assert (a.state, a.session.pending_local, a.session.pending_remote) == before
 
@@ -300,17 +302,17 @@ def test_forbidden_rollbacks(ops: list[tuple[str, str]], source: str) -> None:
 def test_closed_session_refuses_everything() -> None:
     a = Endpoint("a", 1)
     a.session.close()
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(JsepStateError):
         a.offer()
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(JsepStateError):
         a.set_local("offer", description(a.creds, "actpass"))
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(JsepStateError):
         a.session.create_answer()
 
 
 def test_create_answer_needs_a_remote_offer(pair: tuple[Endpoint, Endpoint]) -> None:
     a, _ = pair
-    with pytest.raises(InvalidStateError, match="needs a remote offer"):
+    with pytest.raises(JsepStateError, match="needs a remote offer"):
         a.session.create_answer()
 
 
@@ -490,7 +492,7 @@ def test_answer_to_a_restart_offer_must_restart(pair: tuple[Endpoint, Endpoint])
     a.set_local("offer", offer)
     b.set_remote("offer", offer)
     stale = description(b.creds, "active")  # the answer keeps the old credentials
-    with pytest.raises(InvalidAccessError, match="must carry new"):
+    with pytest.raises(JsepAccessError, match="must carry new"):
         b.set_local("answer", stale)
     assert b.state is S.HAVE_REMOTE_OFFER and b.agent.generation == 0
 
@@ -523,7 +525,7 @@ def test_remote_answer_credentials_follow_our_offer(
         a.set_remote("answer", answer)
         assert a.state is S.STABLE and a.agent.remote_credentials == creds
     else:
-        with pytest.raises(InvalidAccessError, match=error):
+        with pytest.raises(JsepAccessError, match=error):
             a.set_remote("answer", answer)
         assert a.state is S.HAVE_LOCAL_OFFER
         # Nothing reached ICE: the restart's generation still waits for remote credentials.
@@ -551,7 +553,7 @@ def test_bad_remote_restart_offers_are_refused(
     older = a.creds
     negotiate(a, b, restart=True)
     creds = make(a.creds, older)  # type: ignore[operator]
-    with pytest.raises(InvalidAccessError, match=error):
+    with pytest.raises(JsepAccessError, match=error):
         b.set_remote("offer", description(creds, "actpass"))
     assert b.state is S.STABLE and b.agent.generation == 1
 
@@ -561,9 +563,9 @@ def test_local_restart_to_an_older_ufrag_is_refused(pair: tuple[Endpoint, Endpoi
     negotiate(a, b)
     first = a.creds
     negotiate(a, b, restart=True)
-    with pytest.raises(InvalidAccessError, match="older ICE generation"):
+    with pytest.raises(JsepAccessError, match="older ICE generation"):
         a.set_local("offer", description((first[0], "x" * 22), "actpass"))
-    with pytest.raises(InvalidAccessError, match="changes only one"):
+    with pytest.raises(JsepAccessError, match="changes only one"):
         a.set_local("offer", description((a.creds[0], "x" * 22), "actpass"))
     assert a.state is S.STABLE
 
@@ -695,7 +697,7 @@ def test_both_sides_restart_in_glare(pair: tuple[Endpoint, Endpoint]) -> None:
     offer_b = b.offer(restart=True)
     a.set_local("offer", offer_a)
     b.set_local("offer", offer_b)
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(JsepStateError):
         a.set_remote("offer", offer_b)  # the impolite side ignores the colliding offer
     b.rollback("local")
     assert b.creds == old_b and b.agent.generation == 0
@@ -725,7 +727,7 @@ def test_rolled_back_first_offer_cannot_be_replaced(pair: tuple[Endpoint, Endpoi
     b.set_remote("offer", offer)
     b.rollback("remote")
     other = description(("otherufrag", "o" * 22), "actpass")
-    with pytest.raises(InvalidAccessError, match="rolled back; not supported"):
+    with pytest.raises(JsepAccessError, match="rolled back; not supported"):
         b.set_remote("offer", other)
     b.set_remote("offer", offer)  # the same one again is fine
     assert b.state is S.HAVE_REMOTE_OFFER
@@ -735,7 +737,7 @@ def test_remote_offer_without_fingerprint_is_refused(pair: tuple[Endpoint, Endpo
     a, b = pair
     offer = a.offer()
     offer.media[0].fingerprints = []
-    with pytest.raises(InvalidAccessError, match="fingerprint"):
+    with pytest.raises(JsepAccessError, match="fingerprint"):
         b.set_remote("offer", offer)
     assert b.state is S.STABLE and b.agent.remote_credentials is None
 
@@ -754,7 +756,7 @@ CALLS = st.lists(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(CALLS)
 def test_random_sequences_keep_the_invariants(calls: list[tuple[str, str]]) -> None:
-    """Any sequence: refused calls raise W3C errors and change nothing; states stay coherent."""
+    """Any sequence: refused calls raise JSEP errors and change nothing; states stay coherent."""
     a, b = Endpoint("a", 1), Endpoint("b", 2)
     peers = {"a": (a, b), "b": (b, a)}
     sent: dict[str, tuple[str, sdplib.SessionDescription]] = {}
@@ -779,7 +781,7 @@ def test_random_sequences_keep_the_invariants(calls: list[tuple[str, str]]) -> N
                 me.rollback("remote")
             elif call == "restart":
                 me.session.restart_ice()
-        except (InvalidStateError, InvalidAccessError):
+        except (JsepStateError, JsepAccessError):
             after = (me.state, me.creds, me.session.pending_local, me.session.pending_remote)
             assert after == before  # refused before anything was applied
         for end in (a, b):
@@ -818,3 +820,20 @@ def test_a_restart_before_anything_was_gathered_changes_nothing(how: str) -> Non
     b.set_remote("offer", offer)
     b.set_local("answer", b.answer())
     assert not a.session.restart_pending and a.agent.generation == 0
+
+
+# ---------------------------------------------------------------- purity
+
+
+def test_jsep_imports_no_aiortc_and_no_asyncio() -> None:
+    """The sans-IO JSEP layer loads neither aiortc (nor its codec stack) nor asyncio."""
+    code = (
+        "import sys\n"
+        "import unbroken.jsep, unbroken.jsep.session, unbroken.jsep.media\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('aiortc', 'av', 'asyncio'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == ""

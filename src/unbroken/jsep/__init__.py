@@ -10,7 +10,7 @@ codec negotiation works on aiortc's codec objects and lives in peerconnection/me
 
 from __future__ import annotations
 
-from unbroken.jsep.errors import MediaNegotiationError
+from unbroken.jsep.errors import JsepAccessError, JsepError, JsepStateError, MediaNegotiationError
 from unbroken.jsep.media import (
     SCTP_PROFILE,
     RemoteSctp,
@@ -51,7 +51,10 @@ __all__ = [
     "Description",
     "DropOldCandidates",
     "IceView",
+    "JsepAccessError",
+    "JsepError",
     "JsepSession",
+    "JsepStateError",
     "MediaNegotiationError",
     "RemoteSctp",
     "RestartIce",

@@ -42,7 +42,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import sdp as sdplib
-from ..errors import InvalidAccessError, InvalidStateError
 from . import limits
 from .credentials import (
     CredentialBook,
@@ -51,6 +50,7 @@ from .credentials import (
     check_remote_answer,
     check_restart,
 )
+from .errors import JsepAccessError, JsepStateError
 from .signaling import SignalingState, next_state
 
 FINGERPRINT_ALGORITHMS = ("sha-256", "sha-384", "sha-512", "sha-1")
@@ -190,15 +190,15 @@ def credentials_of(desc: sdplib.SessionDescription) -> Credentials | None:
         return None  # also an offer with no m-section at all (RFC 8829 §5.2.1)
     ufrag, pwd = desc.media_ice_credentials(bundle_tag(desc))
     if not ufrag or not pwd:
-        raise InvalidAccessError("the description has no ice-ufrag/ice-pwd")
+        raise JsepAccessError("the description has no ice-ufrag/ice-pwd")
     return ufrag, pwd
 
 
 def check_fingerprint(desc: sdplib.SessionDescription) -> None:
-    """InvalidAccessError unless the transport has a fingerprint we can check (RFC 8122)."""
+    """JsepAccessError unless the transport has a fingerprint we can check (RFC 8122)."""
     prints = desc.fingerprint_for(bundle_tag(desc))
     if not any(alg in FINGERPRINT_ALGORITHMS for alg, _ in prints):
-        raise InvalidAccessError("the description has no usable a=fingerprint")
+        raise JsepAccessError("the description has no usable a=fingerprint")
 
 
 # ---------------------------------------------------------------- the session
@@ -280,7 +280,7 @@ class JsepSession:
             SignalingState.HAVE_REMOTE_OFFER,
             SignalingState.HAVE_LOCAL_PRANSWER,
         ):
-            raise InvalidStateError(
+            raise JsepStateError(
                 f"createAnswer needs a remote offer; signaling state is {self.signaling.value}"
             )
         assert self.pending_remote is not None
@@ -299,7 +299,7 @@ class JsepSession:
         self.signaling = SignalingState.CLOSED
 
     def expect(self, source: str, sdp_type: str) -> SignalingState:
-        """The state after a `sdp_type` description from `source`; InvalidStateError if none."""
+        """The state after a `sdp_type` description from `source`; JsepStateError if none."""
         return next_state(self.signaling, source, sdp_type)
 
     # ------------------------------------------------------------ local descriptions
@@ -322,7 +322,7 @@ class JsepSession:
             check_restart("local", current, creds, ice.local_ufrags)
         if sdp_type in ("answer", "pranswer") and self.deferred_remote is not None:
             if creds == current:
-                raise InvalidAccessError(
+                raise JsepAccessError(
                     "the answer to an ICE restart offer must carry new ice-ufrag and ice-pwd "
                     "(RFC 8829 §5.3.1, RFC 8839 §4.4.1.1.1)"
                 )
@@ -409,7 +409,7 @@ class JsepSession:
         ):
             # The ICE agent took a rolled-back initial offer's credentials; it has no way to
             # forget them, so a different set would only fail later, half applied.
-            raise InvalidAccessError(
+            raise JsepAccessError(
                 "ice-ufrag/ice-pwd differ from those of the first remote description, "
                 "rolled back; not supported"
             )
@@ -422,7 +422,7 @@ class JsepSession:
             if previous is not None and creds != pending:  # a pranswer's were checked
                 check_restart("remote", previous, creds, older)
             if pending is not None and creds != pending:
-                raise InvalidAccessError(
+                raise JsepAccessError(
                     "the answer changed ice-ufrag/ice-pwd from the provisional answer; "
                     "not supported"
                 )
@@ -528,4 +528,4 @@ class JsepSession:
 
     def _check_open(self) -> None:
         if self.signaling is SignalingState.CLOSED:
-            raise InvalidStateError("the RTCPeerConnection is closed")
+            raise JsepStateError("the RTCPeerConnection is closed")

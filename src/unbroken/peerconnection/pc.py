@@ -29,12 +29,13 @@ the peer closes us too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from aiortc import (
@@ -48,7 +49,6 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsFingerprint, RTCDtlsParameters
-from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtcsctptransport import RTCSctpCapabilities
 from pyee.asyncio import AsyncIOEventEmitter
 
@@ -73,6 +73,7 @@ from ..ice.agent import generate_credentials
 from ..ice.candidate import HostnameCandidateError
 from ..jsep import limits
 from ..jsep.credentials import Credentials
+from ..jsep.errors import JsepAccessError, JsepStateError
 from ..jsep.signaling import SignalingState
 from ..runtime import AddressFilter, IceConnection
 from ..runtime.mdns import RemoteCandidates
@@ -108,6 +109,17 @@ RESOLVE_TIMEOUT = 5.0
 
 IGNORED_OVER_CAP = "candidate_lines_over_cap"
 """RemoteCandidates counter: remote candidate lines ignored past limits.max_candidate_lines."""
+
+
+@contextlib.contextmanager
+def _w3c_errors() -> Iterator[None]:
+    """The JSEP layer's errors raised as the W3C ones webrtc-pc names for them."""
+    try:
+        yield
+    except JsepStateError as exc:
+        raise InvalidStateError(str(exc)) from None
+    except JsepAccessError as exc:
+        raise InvalidAccessError(str(exc)) from None
 
 
 def _generate_credentials() -> Credentials:
@@ -594,7 +606,8 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
     async def createAnswer(self, options: Any = None) -> RTCSessionDescription:  # noqa: N802
         """The answer to the pending remote offer; new credentials if the offer restarted ICE."""
         self._assert_open()
-        creds, offer = self._jsep.create_answer()
+        with _w3c_errors():
+            creds, offer = self._jsep.create_answer()
         desc = self._build_description("answer", creds, offer.desc)
         return RTCSessionDescription(sdplib.serialize(desc), "answer")
 
@@ -620,9 +633,10 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         if desc_in.type == "rollback":
             await self._rollback("local")
             return
-        self._jsep.expect("local", desc_in.type)
-        parsed = self._parse(desc_in.sdp)
-        creds, transport = self._jsep.check_local(desc_in.type, parsed, self._ice_view())
+        with _w3c_errors():
+            self._jsep.expect("local", desc_in.type)
+            parsed = self._parse(desc_in.sdp)
+            creds, transport = self._jsep.check_local(desc_in.type, parsed, self._ice_view())
         # Checked completely: from here on it is applied, and nothing may refuse it.
         self._ensure_transports()
         step = self._jsep.apply_local(desc_in.type, parsed, creds, transport)
@@ -716,9 +730,10 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         if desc_in.type == "rollback":
             await self._rollback("remote")
             return
-        self._jsep.expect("remote", desc_in.type)
-        parsed = self._parse(desc_in.sdp)
-        creds = self._validate_remote(desc_in.type, parsed)
+        with _w3c_errors():
+            self._jsep.expect("remote", desc_in.type)
+            parsed = self._parse(desc_in.sdp)
+            creds = self._validate_remote(desc_in.type, parsed)
         # Checked completely: from here on it is applied, and nothing may refuse it.
         self._ensure_transports()
         step = self._jsep.plan_remote(desc_in.type, parsed, creds, self._ice_view())
@@ -754,9 +769,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             if id(t) in self._fired_receiving:
                 continue
             self._fired_receiving.add(id(t))
-            if t.receiver._track is None:
-                t.receiver._track = RemoteStreamTrack(kind=t.kind, id=negotiated.track_id)
-            tracks.append(guard(t.receiver._track))
+            tracks.append(guard(aiortc_seam.remote_track(t.receiver, t.kind, negotiated.track_id)))
         return tracks
 
     async def _rollback(self, source: str) -> None:
@@ -766,7 +779,8 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         generations of withdrawn credentials, unless one already selected a pair.
         """
         ice = self._ice
-        actions = self._jsep.rollback(source, lambda ufrag: ice is not None and ice.abandon(ufrag))
+        with _w3c_errors():
+            actions = self._jsep.rollback(source, lambda u: ice is not None and ice.abandon(u))
         await self._carry_out(actions)
         self._set_signaling(self._jsep.signaling)
         self._update_negotiation_needed()
@@ -986,7 +1000,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         transceiver = RTCRtpTransceiver(
             kind=kind, receiver=receiver, sender=sender, direction=direction
         )
-        transceiver._codecs = media.local_codecs(kind)
+        aiortc_seam.set_codecs(transceiver, media.local_codecs(kind))
         self._transceivers.append(transceiver)
         self._update_negotiation_needed()
         return transceiver
@@ -1042,7 +1056,8 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             raise InvalidStateError("the RTCPeerConnection is closed")
 
     def _parse(self, text: str) -> sdplib.SessionDescription:
-        limits.check_text(text)  # before parsing: the cost is bounded (jsep/limits.py)
+        with _w3c_errors():
+            limits.check_text(text)  # before parsing: the cost is bounded (jsep/limits.py)
         try:
             return sdplib.parse(text)
         except sdplib.SdpError as exc:
@@ -1064,14 +1079,16 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             sdplib.validate_for_webrtc(desc, sdp_type)
         except sdplib.SdpError as exc:
             raise InvalidAccessError(f"setRemoteDescription: {exc}") from None
-        limits.check_media_sections(desc)
+        with _w3c_errors():
+            limits.check_media_sections(desc)
         missing = jsep.missing_rtcp_mux(desc)
         if missing:
             raise InvalidAccessError(
                 f"m-section {missing[0]} has no a=rtcp-mux, which WebRTC requires "
                 "(rtcpMuxPolicy 'require', RFC 8829 §5.8)"
             )
-        return self._jsep.check_remote(sdp_type, desc, self._ice_view())
+        with _w3c_errors():
+            return self._jsep.check_remote(sdp_type, desc, self._ice_view())
 
     def _first_mid(self, applied: jsep.Description) -> str:
         sections = applied.desc.media
@@ -1126,12 +1143,13 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
     def _ssrc_info(self, t: RTCRtpTransceiver) -> jsep.SsrcInfo | None:
         if t.direction not in ("sendrecv", "sendonly"):
             return None
+        ssrc, rtx_ssrc, stream_id, track_id = aiortc_seam.sender_sources(t.sender)
         return jsep.SsrcInfo(
-            ssrc=t.sender._ssrc,
-            rtx_ssrc=t.sender._rtx_ssrc if t.kind == "video" else None,
+            ssrc=ssrc,
+            rtx_ssrc=rtx_ssrc if t.kind == "video" else None,
             cname=self._cname,
-            stream_id=t.sender._stream_id,
-            track_id=t.sender._track_id,
+            stream_id=stream_id,
+            track_id=track_id,
         )
 
     def _build_description(
@@ -1147,7 +1165,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 self._sctp_mid = self._allocate_mid()
             for t in self._transceivers:
                 if t.mid is None and not t.stopped:
-                    t._set_mid(self._allocate_mid())
+                    aiortc_seam.set_mid(t, self._allocate_mid())
             if self._data_channel_requested and self._sctp_mid is None:
                 self._sctp_mid = self._allocate_mid()
             mids = list(self._mline_order)
@@ -1169,7 +1187,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 agreed = self._negotiated.get(id(found))
                 codecs = media.filter_preferred_codecs(
                     agreed.codecs if agreed else media.local_codecs(found.kind),
-                    found._preferred_codecs,
+                    aiortc_seam.preferred_codecs(found),
                 )  # setCodecPreferences (webrtc-pc §5.4), aiortc's rule
                 extensions = (
                     agreed.header_extensions
@@ -1278,9 +1296,10 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         t: RTCRtpTransceiver, negotiated: media.NegotiatedMedia
     ) -> media.NegotiatedMedia | None:
         """The negotiation narrowed and ordered by setCodecPreferences; None if nothing is left."""
-        if not t._preferred_codecs:
+        preferred = aiortc_seam.preferred_codecs(t)
+        if not preferred:
             return negotiated
-        codecs = media.filter_preferred_codecs(negotiated.codecs, t._preferred_codecs)
+        codecs = media.filter_preferred_codecs(negotiated.codecs, preferred)
         if not any(not media.is_rtx(c) for c in codecs):
             return None
         return dataclasses.replace(negotiated, codecs=codecs)
@@ -1314,7 +1333,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                     if x.mid is None and x.kind == section.kind and not x.stopped
                 )
                 t = next(free, None) or self._new_transceiver(section.kind, "recvonly", None)
-                t._set_mid(mid)
+                aiortc_seam.set_mid(t, mid)
             if t is None:
                 continue
             try:
@@ -1352,7 +1371,9 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 current = jsep.answer_direction(t.direction, remote_dir)
             else:
                 current = _reverse(remote_dir)
-            t._setCurrentDirection(current)  # the track event fired with the remote description
+            aiortc_seam.set_current_direction(
+                t, current
+            )  # the track event fired with the remote description
 
     def _apply_remote_ice(self, applied: jsep.Description, *, local_ufrag: str | None) -> None:
         assert self._ice is not None and applied.credentials is not None
@@ -1427,7 +1448,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         params = RTCDtlsParameters(
             fingerprints=[RTCDtlsFingerprint(algorithm=a, value=v) for a, v in prints]
         )
-        dtls._set_role(self._jsep.dtls_role or "client")
+        aiortc_seam.set_dtls_role(dtls, self._jsep.dtls_role or "client")
         try:
             await dtls.start(params)
         except Exception as exc:  # a failed handshake makes connectionState failed
