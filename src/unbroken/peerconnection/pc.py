@@ -8,12 +8,13 @@ aiortc `RTCDtlsTransport` runs on it, and the SCTP transport (data channels) and
 RTP sender and receiver run on that. An ICE restart changes only the ICE generation
 inside the IceConnection, so DTLS, SCTP and RTP never notice (make before break).
 
-JSEP is applied as RFC 8829 and webrtc-pc define it: `createOffer`/`createAnswer` have no
-side effects; `setLocalDescription` applies local credentials (a change starts an ICE
-restart) and starts gathering; `setRemoteDescription` applies the peer's credentials and
-candidates (a restart offer is applied to ICE when our answer is, since both sides must
-change credentials together). Credentials and `restartIce()` follow `CredentialBook`;
-the signaling state follows the table in `jsep.signaling`. Events are queued with
+JSEP is applied as RFC 8829 and webrtc-pc define it, by the sans-IO `jsep.JsepSession`:
+it holds the four descriptions, the signaling state, the ICE credentials and the restart
+bookkeeping, and each setLocalDescription/setRemoteDescription gets from it the actions
+to carry out (`_carry_out`): set the ICE role, restart ICE with new credentials, give
+ICE the peer's credentials (a restart offer's only with our answer), gather, start the
+transports. Its errors are raised here as the W3C ones. This class keeps the W3C facade,
+the media (peerconnection/media.py), the transports and the event order. Events are queued with
 `call_soon`, so they fire after the method that caused them has returned, as in browsers;
 only signalingstatechange and track fire as the method ends (webrtc-pc: before its
 promise resolves), so a track handler can add a track before the answer is made.
@@ -1029,6 +1030,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         if self._closed:
             return
         self._closed = True
+        self._jsep.close()
         self._signaling = SignalingState.CLOSED
         if self._transport_task is not None:
             self._transport_task.cancel()
