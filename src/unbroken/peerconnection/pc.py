@@ -415,23 +415,15 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             self._ice, self._dtls = guard(ice), guard(dtls)
         return self._ice, self._dtls
 
-    def _live_local_ufrags(self) -> set[str]:
-        """The local ufrags of the pending and current descriptions: what renders."""
-        return {
-            a.credentials[0]
-            for a in (self._jsep.pending_local, self._jsep.current_local)
-            if a and a.credentials
-        }
-
     def _forget_old_local(self) -> None:
         """Drop the candidates of generations no description carries (one per restart)."""
-        live = self._live_local_ufrags()
+        live = self._jsep.live_local_ufrags()
         for ufrag in [u for u in self._local_candidates if u not in live]:
             del self._local_candidates[ufrag]
         self._gathering_complete.intersection_update(live)
 
     def _on_local_candidate(self, candidate: Candidate, ufrag: str) -> None:
-        if ufrag not in self._live_local_ufrags():
+        if ufrag not in self._jsep.live_local_ufrags():
             return  # an older generation's late candidate: no description shows it
         self._local_candidates.setdefault(ufrag, []).append(candidate)
         local = self._jsep.local
@@ -440,7 +432,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             self._queue_event("icecandidate", event)
 
     def _on_gathering_complete(self, ufrag: str) -> None:
-        if ufrag not in self._live_local_ufrags():
+        if ufrag not in self._jsep.live_local_ufrags():
             return
         self._gathering_complete.add(ufrag)
         for waited, future in self._gathered_waiters:
