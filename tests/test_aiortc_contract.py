@@ -14,6 +14,7 @@ import re
 from importlib.metadata import version
 
 import aiortc.rtcdtlstransport
+import pytest
 from aiortc import (
     RTCCertificate,
     RTCDataChannel,
@@ -23,6 +24,7 @@ from aiortc import (
 )
 
 from unbroken.ice import SelectedPairChanged
+from unbroken.peerconnection import aiortc_seam
 from unbroken.runtime import IceConnection
 from unbroken.runtime.loopback import connected_pair
 
@@ -152,3 +154,95 @@ def test_pyee_runs_each_handler_through_emit_run() -> None:
     emitter.on("message", got.append)
     assert emitter.emit("message", "hello")  # no raise: logged by the guard
     assert got == ["hello"]  # and the next handler still ran
+
+
+# ---------------------------------------------------------------- aiortc_seam.py, one by one
+
+
+async def seam_objects() -> dict[str, object]:
+    """Real aiortc objects of each kind whose private members aiortc_seam touches."""
+    from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+
+    dtls = RTCDtlsTransport(None, [RTCCertificate.generateCertificate()])  # type: ignore[arg-type]
+    sender = RTCRtpSender("video", dtls)
+    receiver = RTCRtpReceiver("video", dtls)
+    transceiver = RTCRtpTransceiver(kind="video", receiver=receiver, sender=sender)
+    return {
+        "dtls": dtls,
+        "sctp": RTCSctpTransport(dtls),
+        "transceiver": transceiver,
+        "sender": sender,
+        "receiver": receiver,
+    }
+
+
+SEAM_MEMBERS = [
+    (owner, member)
+    for owner, members in (
+        ("dtls", aiortc_seam.DTLS_MEMBERS),
+        ("sctp", aiortc_seam.SCTP_MEMBERS),
+        ("transceiver", aiortc_seam.TRANSCEIVER_MEMBERS),
+        ("sender", aiortc_seam.SENDER_MEMBERS),
+        ("receiver", aiortc_seam.RECEIVER_MEMBERS),
+    )
+    for member in members
+]
+
+
+@pytest.mark.parametrize(
+    ("owner", "member"), SEAM_MEMBERS, ids=[f"{o}.{m}" for o, m in SEAM_MEMBERS]
+)
+async def test_aiortc_has_each_private_member_of_the_seam(owner: str, member: str) -> None:
+    """Every private member aiortc_seam touches exists on aiortc's real objects."""
+    objects = await seam_objects()
+    assert hasattr(objects[owner], member), f"aiortc's {owner} has no {member} any more"
+
+
+async def test_seam_transceiver_functions_act_on_aiortc() -> None:
+    from aiortc import RTCRtpSender
+
+    from unbroken.peerconnection.media import local_codecs
+
+    objects = await seam_objects()
+    t = objects["transceiver"]
+    aiortc_seam.set_mid(t, "3")
+    assert t.mid == "3"  # type: ignore[attr-defined]
+    aiortc_seam.set_current_direction(t, "recvonly")
+    assert t.currentDirection == "recvonly"  # type: ignore[attr-defined]
+    codecs = local_codecs("video")
+    aiortc_seam.set_codecs(t, codecs)
+    assert t._codecs == codecs  # type: ignore[attr-defined]
+    assert aiortc_seam.preferred_codecs(t) == []
+    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == "VP8"]
+    t.setCodecPreferences(vp8)  # type: ignore[attr-defined]
+    assert aiortc_seam.preferred_codecs(t) == vp8
+
+
+async def test_seam_sender_sources_name_the_senders_track() -> None:
+    from aiortc import RTCRtpSender, VideoStreamTrack
+
+    objects = await seam_objects()
+    track = VideoStreamTrack()
+    sender = RTCRtpSender(track, objects["dtls"])
+    ssrc, rtx_ssrc, stream_id, track_id = aiortc_seam.sender_sources(sender)
+    assert isinstance(ssrc, int) and isinstance(rtx_ssrc, int) and ssrc != rtx_ssrc
+    assert stream_id and track_id == track.id  # the msid the SDP announces (RFC 8830)
+    track.stop()
+
+
+async def test_seam_remote_track_is_the_receivers_track() -> None:
+    objects = await seam_objects()
+    receiver = objects["receiver"]
+    track = aiortc_seam.remote_track(receiver, "video", "their-track")
+    assert track.kind == "video" and track.id == "their-track"
+    assert receiver.track is track  # type: ignore[attr-defined]
+    assert aiortc_seam.remote_track(receiver, "video", "other") is track  # made once
+
+
+async def test_seam_dtls_role_is_what_the_handshake_reads() -> None:
+    objects = await seam_objects()
+    dtls = objects["dtls"]
+    aiortc_seam.set_dtls_role(dtls, "server")
+    assert dtls._role == "server"  # type: ignore[attr-defined]
+    # aiortc picks the role from ICE only while it is "auto" (rtcdtlstransport.py start()).
+    assert 'self._role == "auto"' in inspect.getsource(RTCDtlsTransport.start)

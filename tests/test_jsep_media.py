@@ -1,4 +1,4 @@
-"""Tests for unbroken.jsep media: m-sections, codec negotiation, aiortc RTP parameters.
+"""Tests for JSEP media (unbroken.jsep, unbroken.peerconnection.media): m-sections, codec negotiation, aiortc RTP parameters.
 
 Offers and answers are serialized and parsed back with unbroken.sdp, as they would cross
 the wire. Negotiation runs against the Chromium and Firefox fixtures in tests/data/sdp.
@@ -35,26 +35,28 @@ from hypothesis import strategies as st
 from unbroken.errors import UnbrokenError
 from unbroken.jsep import (
     MediaNegotiationError,
-    NegotiatedMedia,
     RemoteSctp,
     SsrcInfo,
     answer_direction,
-    answer_media_section,
     application_section,
-    codecs_compatible,
     intersect_directions,
+    negotiate_application_section,
+    rejected_section,
+    reverse_direction,
+)
+from unbroken.jsep.codecs import h264_profile, parse_fmtp
+from unbroken.peerconnection.media import (
+    NegotiatedMedia,
+    answer_media_section,
+    codecs_compatible,
     is_rtx,
     local_codecs,
     local_header_extensions,
-    negotiate_application_section,
     negotiate_remote_section,
     offer_media_section,
     receive_parameters,
-    rejected_section,
-    reverse_direction,
     send_parameters,
 )
-from unbroken.jsep.codecs import h264_profile, parse_fmtp
 from unbroken.runtime.loopback import connected_pair
 from unbroken.sdp import (
     DIRECTIONS,

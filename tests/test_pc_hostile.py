@@ -499,7 +499,7 @@ async def test_remote_ufrag_memory_and_local_candidate_book_are_bounded(pair: Pa
     memory = limits.REMOTE_UFRAG_MEMORY
     for i in range(memory + 1):
         await negotiate_restart(b if i % 2 else a, a if i % 2 else b)
-    assert len(a._remote_ufrags) <= memory  # noqa: SLF001 - the bound itself
+    assert len(a._jsep.remote_ufrags) <= memory  # noqa: SLF001 - the bound itself
     assert len(a._local_candidates) <= 2 and len(a._gathering_complete) <= 2  # noqa: SLF001
     with pytest.raises(OperationError, match="no remote description has ufrag"):
         await a.addIceCandidate({**candidate, "usernameFragment": first_remote})

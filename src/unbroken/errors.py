@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from aiortc import exceptions as _aiortc
 
-
-class UnbrokenError(Exception):
-    """Base class of every error this library raises on purpose."""
+from .core_errors import SyntaxError_, UnbrokenError
 
 
 class InvalidStateError(UnbrokenError, _aiortc.InvalidStateError):
@@ -36,10 +34,6 @@ class TypeError_(UnbrokenError, TypeError, ValueError):  # noqa: N801 - W3C name
 class NotSupportedError(UnbrokenError, ValueError):
     """A valid request this implementation does not support (e.g. bundlePolicy "balanced"
     with media that would need a second transport)."""
-
-
-class SyntaxError_(UnbrokenError):  # noqa: N801
-    """Malformed text where a grammar is defined (SDP, candidate lines)."""
 
 
 __all__ = [

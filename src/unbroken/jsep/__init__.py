@@ -1,64 +1,80 @@
-"""JSEP (RFC 8829): the offer/answer rules. Pure: no I/O, no clock, no randomness.
+"""JSEP (RFC 8829): the offer/answer rules. Pure: no I/O, no clock, no randomness, no aiortc.
 
-`jsep.media` builds and reads the m-sections for audio, video and data channels and
-negotiates codecs against aiortc's; `jsep.codecs` holds our codec table and the
-codec-level SDP values. The peer connection adds the ICE and DTLS lines itself.
+`jsep.session` holds a peer connection's descriptions, signaling state, ICE credentials
+and restart bookkeeping, and says what the runtime must do as descriptions are applied;
+`jsep.signaling` is the signaling state table, `jsep.credentials` the credential rules,
+`jsep.limits` the bounds on signaling input. `jsep.media` and `jsep.codecs` hold the
+media rules that need no codec objects (directions, data m-sections, fmtp text); RTP
+codec negotiation works on aiortc's codec objects and lives in peerconnection/media.py.
 """
 
 from __future__ import annotations
 
-from unbroken.jsep.codecs import (
-    codecs_compatible,
-    filter_preferred_codecs,
-    is_rtx,
-    local_codecs,
-    local_header_extensions,
-)
-from unbroken.jsep.errors import MediaNegotiationError
+from unbroken.jsep.errors import JsepAccessError, JsepError, JsepStateError, MediaNegotiationError
 from unbroken.jsep.media import (
     SCTP_PROFILE,
-    NegotiatedMedia,
     RemoteSctp,
     SsrcInfo,
     answer_direction,
-    answer_media_section,
     application_section,
     direction_receives,
     direction_sends,
     intersect_directions,
     missing_rtcp_mux,
     negotiate_application_section,
-    negotiate_remote_section,
-    offer_media_section,
-    receive_parameters,
     rejected_section,
     reverse_direction,
-    send_parameters,
 )
+from unbroken.jsep.session import (
+    Action,
+    AddRemoteCandidates,
+    AnswerApplied,
+    Description,
+    DropOldCandidates,
+    IceView,
+    JsepSession,
+    RestartIce,
+    SetIceRole,
+    SetRemoteCredentials,
+    StartGathering,
+    StartTransports,
+    Step,
+    bundle_tag,
+    credentials_of,
+)
+from unbroken.jsep.signaling import SignalingState
 
 __all__ = [
+    "Action",
+    "AddRemoteCandidates",
+    "AnswerApplied",
+    "Description",
+    "DropOldCandidates",
+    "IceView",
+    "JsepAccessError",
+    "JsepError",
+    "JsepSession",
+    "JsepStateError",
     "MediaNegotiationError",
-    "NegotiatedMedia",
     "RemoteSctp",
-    "SsrcInfo",
-    "answer_direction",
-    "answer_media_section",
-    "application_section",
-    "missing_rtcp_mux",
+    "RestartIce",
     "SCTP_PROFILE",
-    "codecs_compatible",
-    "filter_preferred_codecs",
+    "SetIceRole",
+    "SetRemoteCredentials",
+    "SignalingState",
+    "SsrcInfo",
+    "StartGathering",
+    "StartTransports",
+    "Step",
+    "answer_direction",
+    "application_section",
+    "bundle_tag",
+    "credentials_of",
     "direction_receives",
     "direction_sends",
     "intersect_directions",
-    "is_rtx",
-    "local_codecs",
-    "local_header_extensions",
+    "missing_rtcp_mux",
     "negotiate_application_section",
-    "negotiate_remote_section",
-    "offer_media_section",
-    "receive_parameters",
     "rejected_section",
     "reverse_direction",
-    "send_parameters",
 ]

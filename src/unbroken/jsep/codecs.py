@@ -1,37 +1,15 @@
-"""Our codecs and header extensions, and the codec-level SDP values (rtpmap, fmtp, rtcp-fb).
+"""Codec-level SDP values (fmtp, extmap, H264 profiles) as text: pure, no aiortc.
 
-Theory of operation: the media itself is encoded and decoded by aiortc, so what we can
-send and receive is exactly aiortc's codec table (`aiortc.codecs.CODECS`): opus, G722,
-PCMU and PCMA for audio, VP8 and two H264 profiles, each with an rtx companion, for
-video, with the payload types aiortc assigns. `local_codecs` hands out copies of it, so
-negotiation can rewrite payload types and feedback without touching aiortc's table.
-
-The functions below turn the text of one rtpmap, fmtp, rtcp-fb or extmap value into
-aiortc's parameter objects and back. They take untrusted text (a description may come
-from anywhere, and a MediaSection may be built by hand) and raise MediaNegotiationError,
-never IndexError or a bare ValueError, for text they cannot read.
-
-Two codecs are the same codec when their media type, clock rate and channel count match
-(RFC 3264 §6.1, RFC 4566 §6); H264 also needs the same packetization-mode and profile
-(RFC 6184 §8.2.2: the level may differ, it is asymmetric). No I/O, no clock.
+These read and write the text of one fmtp or extmap value and name an H264 profile. They
+take untrusted text (a description may come from anywhere) and raise
+MediaNegotiationError, never IndexError or a bare ValueError, for text they cannot read.
+The codec objects themselves (rtpmap, rtcp-fb, our codec table) are aiortc's, so they
+live in the peer connection layer (peerconnection/media.py). No I/O, no clock.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
-
-from aiortc.codecs import CODECS, HEADER_EXTENSIONS
-from aiortc.rtcrtpparameters import (
-    RTCRtcpFeedback,
-    RTCRtpCodecCapability,
-    RTCRtpCodecParameters,
-    RTCRtpHeaderExtensionParameters,
-)
-
 from unbroken.jsep.errors import MediaNegotiationError
-
-logger = logging.getLogger(__name__)
 
 MEDIA_KINDS = ("audio", "video")
 """The RTP media kinds we can send and receive."""
@@ -77,41 +55,6 @@ _H264_PROFILES: tuple[tuple[int, int, int, str], ...] = (
 )
 
 
-def local_codecs(kind: str) -> list[RTCRtpCodecParameters]:
-    """The codecs we support for `kind`, in preference order, with aiortc's payload types.
-
-    Fresh copies each call: callers may change payload types and feedback freely.
-    """
-    if kind not in MEDIA_KINDS:
-        raise ValueError(f"no codecs for media kind {kind!r}")
-    return copy.deepcopy(list(CODECS[kind]))
-
-
-def local_header_extensions(kind: str) -> list[RTCRtpHeaderExtensionParameters]:
-    """The RTP header extensions we offer for `kind`, with aiortc's ids (fresh copies).
-
-    The ids are distinct across kinds where the URIs differ, since BUNDLE puts every
-    m-section in one id space (RFC 8843 §9.2).
-    """
-    if kind not in MEDIA_KINDS:
-        raise ValueError(f"no header extensions for media kind {kind!r}")
-    return copy.deepcopy(list(HEADER_EXTENSIONS[kind]))
-
-
-def is_rtx(codec: RTCRtpCodecParameters) -> bool:
-    """True for an RTP retransmission format (RFC 4588), which repairs another codec."""
-    name: str = codec.mimeType.partition("/")[2]
-    return name.lower() == "rtx"
-
-
-def payload_type(codec: RTCRtpCodecParameters) -> int:
-    """A codec's payload type; ValueError if it has none or it is not 0-127."""
-    pt = codec.payloadType
-    if not isinstance(pt, int) or not 0 <= pt <= 127:
-        raise ValueError(f"codec {codec.mimeType} has no valid payload type ({pt!r})")
-    return pt
-
-
 def to_int(text: str, low: int, high: int) -> int | None:
     """A decimal integer in [low, high], or None. Rejects non-ASCII digits and long text,
     which Python's int() would accept or refuse with a ValueError of its own."""
@@ -119,56 +62,6 @@ def to_int(text: str, low: int, high: int) -> int | None:
         return None
     value = int(text)
     return value if low <= value <= high else None
-
-
-def parse_rtpmap(kind: str, payload_type: int, value: str) -> RTCRtpCodecParameters:
-    """`<encoding name>/<clock rate>[/<encoding parameters>]` (RFC 4566 §6) as a codec.
-
-    For audio the encoding parameter is the channel count, 1 when absent; video has none.
-    """
-    parts = value.split("/")
-    if len(parts) not in (2, 3) or not parts[0] or " " in parts[0]:
-        raise MediaNegotiationError(f"malformed a=rtpmap for payload type {payload_type}")
-    clock_rate = to_int(parts[1], 1, 2**32 - 1)
-    if clock_rate is None:
-        raise MediaNegotiationError(f"bad clock rate in a=rtpmap for payload type {payload_type}")
-    channels: int | None = None
-    if kind == "audio":
-        channels = 1
-        if len(parts) == 3:
-            channels = to_int(parts[2], 1, 255)
-            if channels is None:
-                raise MediaNegotiationError(
-                    f"bad channel count in a=rtpmap for payload type {payload_type}"
-                )
-    return RTCRtpCodecParameters(
-        mimeType=f"{kind}/{parts[0]}",
-        clockRate=clock_rate,
-        channels=channels,
-        payloadType=payload_type,
-    )
-
-
-def static_codec(kind: str, payload_type: int) -> RTCRtpCodecParameters | None:
-    """The codec a static payload type stands for when there is no a=rtpmap, or None."""
-    entry = STATIC_PAYLOAD_TYPES.get(payload_type)
-    if entry is None:
-        return None
-    name, clock_rate, channels = entry
-    if (channels is None) != (kind == "video"):
-        return None
-    return RTCRtpCodecParameters(
-        mimeType=f"{kind}/{name}", clockRate=clock_rate, channels=channels, payloadType=payload_type
-    )
-
-
-def format_rtpmap(kind: str, codec: RTCRtpCodecParameters) -> str:
-    """The a=rtpmap value (after the payload type) for a codec."""
-    name: str = codec.mimeType.partition("/")[2]
-    text = f"{name}/{codec.clockRate}"
-    if kind == "audio" and codec.channels is not None and codec.channels != 1:
-        text += f"/{codec.channels}"
-    return text
 
 
 def parse_fmtp(text: str) -> ParametersDict:
@@ -194,21 +87,6 @@ def parse_fmtp(text: str) -> ParametersDict:
 def format_fmtp(parameters: ParametersDict) -> str:
     """The a=fmtp value (after the payload type) for codec parameters."""
     return ";".join(key if value is None else f"{key}={value}" for key, value in parameters.items())
-
-
-def parse_rtcp_feedback(value: str) -> RTCRtcpFeedback:
-    """`<type> [<parameter>]` of an a=rtcp-fb line (RFC 4585 §4.2), e.g. "nack pli"."""
-    kind, _, parameter = value.strip(" ").partition(" ")
-    if not kind:
-        raise MediaNegotiationError("empty a=rtcp-fb value")
-    return RTCRtcpFeedback(type=kind, parameter=parameter.strip(" ") or None)
-
-
-def format_rtcp_feedback(feedback: RTCRtcpFeedback) -> str:
-    """The a=rtcp-fb value after the payload type."""
-    if feedback.parameter:
-        return f"{feedback.type} {feedback.parameter}"
-    return str(feedback.type)
 
 
 def parse_extmap(value: str) -> tuple[int, str, str | None]:
@@ -237,59 +115,3 @@ def h264_profile(profile_level_id: str) -> str | None:
         if idc == profile_idc and profile_iop & mask == masked:
             return profile
     return None
-
-
-def _h264_key(codec: RTCRtpCodecParameters) -> tuple[str, str] | None:
-    """(packetization-mode, profile) of an H264 codec; None if unreadable."""
-    mode = codec.parameters.get("packetization-mode", "0")
-    profile_level_id = codec.parameters.get("profile-level-id", H264_DEFAULT_PROFILE_LEVEL_ID)
-    profile = h264_profile(str(profile_level_id))
-    if profile is None:
-        return None
-    return (str(mode), profile)
-
-
-def codecs_compatible(local: RTCRtpCodecParameters, remote: RTCRtpCodecParameters) -> bool:
-    """True if `remote` names the same codec as `local` (see the module docstring)."""
-    mime: str = local.mimeType.lower()
-    if mime != remote.mimeType.lower() or local.clockRate != remote.clockRate:
-        return False
-    if mime.startswith("audio/") and (local.channels or 1) != (remote.channels or 1):
-        return False
-    if mime == "video/h264":
-        key = _h264_key(local)
-        return key is not None and key == _h264_key(remote)
-    return True
-
-
-def filter_preferred_codecs(
-    codecs: list[RTCRtpCodecParameters], preferred: list[RTCRtpCodecCapability]
-) -> list[RTCRtpCodecParameters]:
-    """`codecs` narrowed to `preferred` and in its order (setCodecPreferences, webrtc-pc §5.4).
-
-    aiortc's rule, so both stacks offer the same: a codec is kept when a preference has
-    its mime type (any case) and the same parameters; its rtx codec follows it only if the
-    preferences name rtx at all. No preferences: `codecs` unchanged.
-    """
-    if not preferred:
-        return list(codecs)
-    rtx_wanted = any(is_rtx(pref) for pref in preferred)  # type: ignore[arg-type]
-    out: list[RTCRtpCodecParameters] = []
-    for pref in preferred:
-        if is_rtx(pref):  # type: ignore[arg-type]
-            continue
-        for codec in codecs:
-            if is_rtx(codec) or codec in out:
-                continue
-            if codec.mimeType.lower() == pref.mimeType.lower() and dict(codec.parameters) == dict(
-                pref.parameters
-            ):
-                out.append(codec)
-                if rtx_wanted:
-                    out.extend(
-                        c
-                        for c in codecs
-                        if is_rtx(c) and c.parameters.get("apt") == codec.payloadType
-                    )
-                break
-    return out

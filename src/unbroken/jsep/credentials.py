@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 
-from ..errors import InvalidAccessError
+from .errors import JsepAccessError
 
 Credentials = tuple[str, str]
 
@@ -130,7 +130,7 @@ class UfragMemory:
 def check_restart(
     side: str, previous: Credentials, new: Credentials, older_ufrags: Collection[str]
 ) -> None:
-    """InvalidAccessError unless `new` may replace `previous` in an ICE restart by `side`.
+    """JsepAccessError unless `new` may replace `previous` in an ICE restart by `side`.
 
     RFC 8839 §4.4.1.1.1: a restart changes both ice-ufrag and ice-pwd. A ufrag of an older
     generation would make its candidates and checks ambiguous (RFC 8838 §9) and is refused
@@ -139,12 +139,12 @@ def check_restart(
     if new == previous:
         return
     if new[0] == previous[0] or new[1] == previous[1]:
-        raise InvalidAccessError(
+        raise JsepAccessError(
             f"the {side} description changes only one of ice-ufrag and ice-pwd; an ICE "
             "restart changes both (RFC 8839 §4.4.1.1.1)"
         )
     if new[0] in older_ufrags:
-        raise InvalidAccessError(
+        raise JsepAccessError(
             f"the {side} description restarts ICE to ice-ufrag {new[0]!r}, which belongs to "
             "an older ICE generation"
         )
@@ -158,10 +158,10 @@ def check_remote_answer(
         return
     changed = answer_remote != previous_remote
     if offered_restart and not changed:
-        raise InvalidAccessError(
+        raise JsepAccessError(
             "the answer to an ICE restart offer must carry new ice-ufrag and ice-pwd"
         )
     if not offered_restart and changed:
-        raise InvalidAccessError(
+        raise JsepAccessError(
             "the answer changed ice-ufrag/ice-pwd although the offer did not restart ICE"
         )

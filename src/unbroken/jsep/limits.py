@@ -32,7 +32,7 @@ transceiver, an RTP receiver with its decoder thread and RTCP task.
 
 from __future__ import annotations
 
-from unbroken.errors import InvalidAccessError
+from unbroken.jsep.errors import JsepAccessError
 from unbroken.sdp import SessionDescription
 
 MAX_DESCRIPTION_BYTES = 512 * 1024
@@ -47,26 +47,26 @@ def max_candidate_lines(max_remote_candidates: int) -> int:
 
 
 def check_text(sdp: str) -> None:
-    """InvalidAccessError for a description over the byte or line limit (checked unparsed)."""
+    """JsepAccessError for a description over the byte or line limit (checked unparsed)."""
     # len(str) <= UTF-8 length <= 4 * len(str): encode only when it could matter.
     if len(sdp) > MAX_DESCRIPTION_BYTES or (
         4 * len(sdp) > MAX_DESCRIPTION_BYTES
         and len(sdp.encode("utf-8", "replace")) > MAX_DESCRIPTION_BYTES
     ):
-        raise InvalidAccessError(
+        raise JsepAccessError(
             f"the description is larger than {MAX_DESCRIPTION_BYTES} bytes; refused"
         )
     if sdp.count("\n") > MAX_DESCRIPTION_LINES:
-        raise InvalidAccessError(
+        raise JsepAccessError(
             f"the description has more than {MAX_DESCRIPTION_LINES} lines; refused"
         )
 
 
 def check_media_sections(desc: SessionDescription) -> None:
-    """InvalidAccessError when more than MAX_MEDIA_SECTIONS m-sections are in use."""
+    """JsepAccessError when more than MAX_MEDIA_SECTIONS m-sections are in use."""
     in_use = sum(1 for section in desc.media if not section.rejected)
     if in_use > MAX_MEDIA_SECTIONS:
-        raise InvalidAccessError(
+        raise JsepAccessError(
             f"the description has {in_use} m-sections in use; at most {MAX_MEDIA_SECTIONS} "
             "are supported"
         )
@@ -75,7 +75,7 @@ def check_media_sections(desc: SessionDescription) -> None:
 def check_media_order(
     previous: SessionDescription, new: SessionDescription, *, answer: bool
 ) -> None:
-    """InvalidAccessError unless `new` keeps the m-sections of `previous` in their places.
+    """JsepAccessError unless `new` keeps the m-sections of `previous` in their places.
 
     An answer has exactly the offer's m-sections (RFC 3264 §6); a re-offer keeps every
     m-section of the session where it was, adding new ones at the end, and may reuse only
@@ -86,12 +86,12 @@ def check_media_order(
     """
     what = "the offer" if answer else "the current description"
     if answer and len(new.media) != len(previous.media):
-        raise InvalidAccessError(
+        raise JsepAccessError(
             f"the answer has {len(new.media)} m-sections; the offer had {len(previous.media)} "
             "(RFC 3264 §6)"
         )
     if len(new.media) < len(previous.media):
-        raise InvalidAccessError(
+        raise JsepAccessError(
             f"the offer has {len(new.media)} m-sections, fewer than the {len(previous.media)} "
             "of the current description: m-sections are never removed (RFC 8829 §5.2.2)"
         )
@@ -99,7 +99,7 @@ def check_media_order(
         if old.rejected and not answer:
             continue  # a rejected m-section may be recycled
         if old.kind != cur.kind or (old.mid and cur.mid and old.mid != cur.mid):
-            raise InvalidAccessError(
+            raise JsepAccessError(
                 f"m-section {index} is {cur.kind} with mid {cur.mid!r} where {what} has "
                 f"{old.kind} with mid {old.mid!r}: m-sections keep their order "
                 "(RFC 8829 §5.2.2, RFC 3264 §6)"

@@ -2,14 +2,14 @@
 
 `next_state(state, source, type)` gives the state after applying a description of
 `type` ("offer", "answer", "pranswer", "rollback") from `source` ("local"/"remote"),
-or raises InvalidStateError when JSEP forbids it in that state.
+or raises JsepStateError when JSEP forbids it in that state.
 """
 
 from __future__ import annotations
 
 import enum
 
-from ..errors import InvalidStateError
+from .errors import JsepStateError
 
 
 class SignalingState(str, enum.Enum):
@@ -48,18 +48,18 @@ DESCRIPTION_TYPES = ("offer", "answer", "pranswer", "rollback")
 def next_state(state: SignalingState, source: str, sdp_type: str) -> SignalingState:
     """The signaling state after applying a `sdp_type` description from `source`."""
     if state is S.CLOSED:
-        raise InvalidStateError("the RTCPeerConnection is closed")
+        raise JsepStateError("the RTCPeerConnection is closed")
     if sdp_type == "rollback":
         if state is S.STABLE:
-            raise InvalidStateError("rollback is not possible in the stable state")
+            raise JsepStateError("rollback is not possible in the stable state")
         if source == "local" and state not in (S.HAVE_LOCAL_OFFER, S.HAVE_LOCAL_PRANSWER):
-            raise InvalidStateError(f"cannot roll back a local description in {state.value}")
+            raise JsepStateError(f"cannot roll back a local description in {state.value}")
         if source == "remote" and state not in (S.HAVE_REMOTE_OFFER, S.HAVE_REMOTE_PRANSWER):
-            raise InvalidStateError(f"cannot roll back a remote description in {state.value}")
+            raise JsepStateError(f"cannot roll back a remote description in {state.value}")
         return S.STABLE
     try:
         return TRANSITIONS[(state, source, sdp_type)]
     except KeyError:
-        raise InvalidStateError(
+        raise JsepStateError(
             f"cannot set a {source} {sdp_type} in signaling state {state.value}"
         ) from None

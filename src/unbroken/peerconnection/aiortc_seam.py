@@ -1,14 +1,18 @@
-"""Where we reach into aiortc's private members beyond the ICE transport seam.
+"""Every private member of aiortc we touch, beyond the ICE transport seam, goes through here.
 
-Each function here names the private members it touches; tests/test_aiortc_contract.py
-checks that they exist in the pinned aiortc range, so a release that moves one fails a
-named test instead of a user's call.
+The ICE transport seam itself (aiortc's DTLS uses `role`, `_send`, `_recv` of our
+IceConnection) is the other direction and is checked by its own test. Each function
+here names the private members it touches, listed in the `*_MEMBERS` tuples;
+tests/test_aiortc_contract.py checks each of them in the pinned aiortc range, so a
+release that moves one fails a named test instead of a user's call.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +36,9 @@ def retransmit_now(sctp: Any) -> bool:
     return True
 
 
-# RTCDtlsTransport members: `_transport` (attach_ice), `_ssl` (closed_by_peer).
-DTLS_MEMBERS = ("_transport", "_ssl")
+# RTCDtlsTransport members: `_transport` (attach_ice), `_ssl` (closed_by_peer),
+# `_set_role` (set_dtls_role).
+DTLS_MEMBERS = ("_transport", "_ssl", "_set_role")
 
 
 def attach_ice(dtls: Any, ice: Any) -> None:
@@ -62,3 +67,57 @@ def closed_by_peer(dtls: Any) -> bool:
         return bool(ssl.get_shutdown() & SSL.RECEIVED_SHUTDOWN)
     except SSL.Error:
         return False
+
+
+def set_dtls_role(dtls: Any, role: str) -> None:
+    """The DTLS role a=setup negotiated ("client"/"server", RFC 8842 §5); aiortc's
+    `_set_role`, which its handshake reads (it would otherwise derive the role from ICE)."""
+    dtls._set_role(role)
+
+
+# RTCRtpTransceiver members (aiortc 1.16, rtcrtptransceiver.py).
+TRANSCEIVER_MEMBERS = ("_codecs", "_preferred_codecs", "_set_mid", "_setCurrentDirection")
+
+
+def set_codecs(transceiver: Any, codecs: list[Any]) -> None:
+    """The codecs a transceiver supports (aiortc fills `_codecs` in its own negotiation)."""
+    transceiver._codecs = codecs
+
+
+def preferred_codecs(transceiver: Any) -> list[Any]:
+    """What setCodecPreferences() stored (webrtc-pc §5.4); aiortc has no public getter."""
+    return list(transceiver._preferred_codecs)
+
+
+def set_mid(transceiver: Any, mid: str) -> None:
+    """Give a transceiver its mid (webrtc-pc: set when a description assigns it)."""
+    transceiver._set_mid(mid)
+
+
+def set_current_direction(transceiver: Any, direction: str) -> None:
+    """Set currentDirection after an answer (webrtc-pc §4.4.1.5)."""
+    transceiver._setCurrentDirection(direction)
+
+
+# RTCRtpSender members: the sources it picked itself (aiortc 1.16, rtcrtpsender.py).
+SENDER_MEMBERS = ("_ssrc", "_rtx_ssrc", "_stream_id", "_track_id")
+
+
+def sender_sources(sender: Any) -> tuple[int, int, str, str]:
+    """(ssrc, rtx ssrc, msid stream id, msid track id) the sender uses: the SDP announces them."""
+    return sender._ssrc, sender._rtx_ssrc, sender._stream_id, sender._track_id
+
+
+# RTCRtpReceiver members (aiortc 1.16, rtcrtpreceiver.py).
+RECEIVER_MEMBERS = ("_track",)
+
+
+def remote_track(receiver: Any, kind: str, track_id: str | None) -> Any:
+    """The receiver's remote track, made on first need (webrtc-pc "process remote tracks").
+
+    aiortc's RTCRtpReceiver makes it only in its own peer connection's negotiation and
+    keeps it in `_track`, which `receiver.track` returns and its receive path feeds.
+    """
+    if receiver._track is None:
+        receiver._track = RemoteStreamTrack(kind=kind, id=track_id)
+    return receiver._track

@@ -8,12 +8,13 @@ aiortc `RTCDtlsTransport` runs on it, and the SCTP transport (data channels) and
 RTP sender and receiver run on that. An ICE restart changes only the ICE generation
 inside the IceConnection, so DTLS, SCTP and RTP never notice (make before break).
 
-JSEP is applied as RFC 8829 and webrtc-pc define it: `createOffer`/`createAnswer` have no
-side effects; `setLocalDescription` applies local credentials (a change starts an ICE
-restart) and starts gathering; `setRemoteDescription` applies the peer's credentials and
-candidates (a restart offer is applied to ICE when our answer is, since both sides must
-change credentials together). Credentials and `restartIce()` follow `CredentialBook`;
-the signaling state follows the table in `jsep.signaling`. Events are queued with
+JSEP is applied as RFC 8829 and webrtc-pc define it, by the sans-IO `jsep.JsepSession`:
+it holds the four descriptions, the signaling state, the ICE credentials and the restart
+bookkeeping, and each setLocalDescription/setRemoteDescription gets from it the actions
+to carry out (`_carry_out`): set the ICE role, restart ICE with new credentials, give
+ICE the peer's credentials (a restart offer's only with our answer), gather, start the
+transports. Its errors are raised here as the W3C ones. This class keeps the W3C facade,
+the media (peerconnection/media.py), the transports and the event order. Events are queued with
 `call_soon`, so they fire after the method that caused them has returned, as in browsers;
 only signalingstatechange and track fire as the method ends (webrtc-pc: before its
 promise resolves), so a track handler can add a track before the answer is made.
@@ -29,12 +30,13 @@ the peer closes us too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from aiortc import (
@@ -48,11 +50,10 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsFingerprint, RTCDtlsParameters
-from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtcsctptransport import RTCSctpCapabilities
 from pyee.asyncio import AsyncIOEventEmitter
 
-from .. import jsep as jsep_media
+from .. import jsep
 from .. import sdp as sdplib
 from ..errors import (
     InvalidAccessError,
@@ -72,17 +73,12 @@ from ..ice import (
 from ..ice.agent import generate_credentials
 from ..ice.candidate import HostnameCandidateError
 from ..jsep import limits
-from ..jsep.credentials import (
-    CredentialBook,
-    Credentials,
-    UfragMemory,
-    check_remote_answer,
-    check_restart,
-)
-from ..jsep.signaling import SignalingState, next_state
+from ..jsep.credentials import Credentials
+from ..jsep.errors import JsepAccessError, JsepStateError
+from ..jsep.signaling import SignalingState
 from ..runtime import AddressFilter, IceConnection
 from ..runtime.mdns import RemoteCandidates
-from . import aiortc_seam
+from . import aiortc_seam, media
 from .handlers import GuardedEmitter, guard
 from .stats import build_stats
 from .types import (
@@ -116,36 +112,20 @@ IGNORED_OVER_CAP = "candidate_lines_over_cap"
 """RemoteCandidates counter: remote candidate lines ignored past limits.max_candidate_lines."""
 
 
-@dataclasses.dataclass
-class _Applied:
-    """A description that was applied: its type, its parse, the credentials it carries."""
-
-    type: str
-    desc: sdplib.SessionDescription
-    credentials: Credentials | None  # None: a remote one with no transport (all rejected)
-    candidates: list[str] = dataclasses.field(default_factory=list)  # trickled in later (remote)
-    end_of_candidates: bool = False
-
-    @property
-    def ufrag(self) -> str | None:
-        return self.credentials[0] if self.credentials is not None else None
+@contextlib.contextmanager
+def _w3c_errors() -> Iterator[None]:
+    """The JSEP layer's errors raised as the W3C ones webrtc-pc names for them."""
+    try:
+        yield
+    except JsepStateError as exc:
+        raise InvalidStateError(str(exc)) from None
+    except JsepAccessError as exc:
+        raise InvalidAccessError(str(exc)) from None
 
 
 def _generate_credentials() -> Credentials:
     """RFC 8839 §5.4 credentials from the OS's CSPRNG (secrets)."""
     return generate_credentials(secrets.SystemRandom())
-
-
-def _bundle_tag(desc: sdplib.SessionDescription) -> int:
-    """Index of the m-section whose transport the bundle uses (first accepted one)."""
-    for i, section in enumerate(desc.media):
-        if desc.bundle_tag_index(i) is not None:
-            tag = desc.bundle_tag_index(i)
-            assert tag is not None
-            return tag
-        if not section.rejected:
-            return i
-    return 0
 
 
 class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[misc]
@@ -166,12 +146,9 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         self._gathered_waiters: list[tuple[str, asyncio.Future[None]]] = []
         self._fired_receiving: set[int] = set()  # id(transceiver): track event fired
         self._certificate = RTCCertificate.generateCertificate()
-        self._creds = CredentialBook(_generate_credentials)
-        self._signaling = SignalingState.STABLE
-        self._current_local: _Applied | None = None
-        self._pending_local: _Applied | None = None
-        self._current_remote: _Applied | None = None
-        self._pending_remote: _Applied | None = None
+        # Descriptions, signaling, credentials and restarts (jsep/session.py).
+        self._jsep = jsep.JsepSession(_generate_credentials)
+        self._signaling = SignalingState.STABLE  # as published, with its event
         self._ice: IceConnection | None = None
         self._dtls: RTCDtlsTransport | None = None
         self._sctp: RTCSctpTransport | None = None
@@ -179,7 +156,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         self._sctp_remote: tuple[int, int] | None = None  # (port, max message size)
         self._data_channel_requested = False
         self._transceivers: list[RTCRtpTransceiver] = []
-        self._negotiated: dict[int, jsep_media.NegotiatedMedia] = {}  # by id(transceiver)
+        self._negotiated: dict[int, media.NegotiatedMedia] = {}  # by id(transceiver)
         self._media_started: set[tuple[int, str]] = set()
         self._mids_used: set[str] = set()
         self._mline_order: list[str] = []  # mids in m-line order once negotiated
@@ -188,13 +165,6 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         self._session_version = 0
         self._local_candidates: dict[str, list[Candidate]] = {}
         self._gathering_complete: set[str] = set()
-        # Remote ufrags seen lately: older generation (ignored) vs unknown (OperationError).
-        self._remote_ufrags = UfragMemory(limits.REMOTE_UFRAG_MEMORY)
-        self._deferred_remote: _Applied | None = None  # a restart offer awaiting our answer
-        self._remote_restart = False  # the pending remote offer restarts ICE
-        self._offer_restarted = False  # our pending local offer restarts ICE
-        self._gathered_once = False
-        self._dtls_role: str | None = None
         self._transport_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()  # background work we hold on to
         self._closed = False
@@ -230,7 +200,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
     @property
     def canTrickleIceCandidates(self) -> bool | None:  # noqa: N802
         """True when the remote description announced trickle (RFC 8838), None before one."""
-        remote = self._pending_remote or self._current_remote
+        remote = self._jsep.remote
         if remote is None:
             return None
         desc = remote.desc
@@ -241,27 +211,27 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
     @property
     def localDescription(self) -> RTCSessionDescription | None:  # noqa: N802
         """The pending local description if any, else the current one, with candidates so far."""
-        return self._render_local(self._pending_local or self._current_local)
+        return self._render_local(self._jsep.local)
 
     @property
     def currentLocalDescription(self) -> RTCSessionDescription | None:  # noqa: N802
-        return self._render_local(self._current_local)
+        return self._render_local(self._jsep.current_local)
 
     @property
     def pendingLocalDescription(self) -> RTCSessionDescription | None:  # noqa: N802
-        return self._render_local(self._pending_local)
+        return self._render_local(self._jsep.pending_local)
 
     @property
     def remoteDescription(self) -> RTCSessionDescription | None:  # noqa: N802
-        return self._render_remote(self._pending_remote or self._current_remote)
+        return self._render_remote(self._jsep.remote)
 
     @property
     def currentRemoteDescription(self) -> RTCSessionDescription | None:  # noqa: N802
-        return self._render_remote(self._current_remote)
+        return self._render_remote(self._jsep.current_remote)
 
     @property
     def pendingRemoteDescription(self) -> RTCSessionDescription | None:  # noqa: N802
-        return self._render_remote(self._pending_remote)
+        return self._render_remote(self._jsep.pending_remote)
 
     @property
     def sctp(self) -> RTCSctpTransport | None:
@@ -422,7 +392,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 controlling=True,
                 config=self._ice_config(),
                 address_filter=self._address_filter(),
-                credentials=self._creds.current,
+                credentials=self._jsep.credentials.current,
             )
             ice.on("candidate", self._on_local_candidate)
             ice.on("gatheringcomplete", self._on_gathering_complete)
@@ -445,38 +415,30 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             self._ice, self._dtls = guard(ice), guard(dtls)
         return self._ice, self._dtls
 
-    def _live_local_ufrags(self) -> set[str]:
-        """The local ufrags of the pending and current descriptions: what renders."""
-        return {
-            a.credentials[0]
-            for a in (self._pending_local, self._current_local)
-            if a and a.credentials
-        }
-
     def _forget_old_local(self) -> None:
         """Drop the candidates of generations no description carries (one per restart)."""
-        live = self._live_local_ufrags()
+        live = self._jsep.live_local_ufrags()
         for ufrag in [u for u in self._local_candidates if u not in live]:
             del self._local_candidates[ufrag]
         self._gathering_complete.intersection_update(live)
 
     def _on_local_candidate(self, candidate: Candidate, ufrag: str) -> None:
-        if ufrag not in self._live_local_ufrags():
+        if ufrag not in self._jsep.live_local_ufrags():
             return  # an older generation's late candidate: no description shows it
         self._local_candidates.setdefault(ufrag, []).append(candidate)
-        local = self._pending_local or self._current_local
+        local = self._jsep.local
         if local is not None and local.ufrag == ufrag:
             event = RTCIceCandidate.from_candidate(candidate, self._first_mid(local), 0, ufrag)
             self._queue_event("icecandidate", event)
 
     def _on_gathering_complete(self, ufrag: str) -> None:
-        if ufrag not in self._live_local_ufrags():
+        if ufrag not in self._jsep.live_local_ufrags():
             return
         self._gathering_complete.add(ufrag)
         for waited, future in self._gathered_waiters:
             if waited == ufrag and not future.done():
                 future.set_result(None)
-        local = self._pending_local or self._current_local
+        local = self._jsep.local
         if local is not None and local.ufrag == ufrag:
             self._queue_event("icecandidate", None)
 
@@ -630,24 +592,16 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         same ones on every call until a local description applies them (RFC 8829 §5.2.1).
         """
         self._assert_open()
-        restart = offer_restart_flag(options, iceRestart)
-        creds = self._creds.for_offer(restart)
+        creds = self._jsep.create_offer(offer_restart_flag(options, iceRestart))
         desc = self._build_description("offer", creds, None)
         return RTCSessionDescription(sdplib.serialize(desc), "offer")
 
     async def createAnswer(self, options: Any = None) -> RTCSessionDescription:  # noqa: N802
         """The answer to the pending remote offer; new credentials if the offer restarted ICE."""
         self._assert_open()
-        if self._signaling not in (
-            SignalingState.HAVE_REMOTE_OFFER,
-            SignalingState.HAVE_LOCAL_PRANSWER,
-        ):
-            raise InvalidStateError(
-                f"createAnswer needs a remote offer; signaling state is {self.signalingState}"
-            )
-        assert self._pending_remote is not None
-        creds = self._creds.for_answer(self._remote_restart)
-        desc = self._build_description("answer", creds, self._pending_remote.desc)
+        with _w3c_errors():
+            creds, offer = self._jsep.create_answer()
+        desc = self._build_description("answer", creds, offer.desc)
         return RTCSessionDescription(sdplib.serialize(desc), "answer")
 
     async def setLocalDescription(self, description: Any = None) -> None:  # noqa: N802
@@ -661,7 +615,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             if sdp_type == "rollback":
                 await self._rollback("local")
                 return
-            if self._signaling in (
+            if self._jsep.signaling in (
                 SignalingState.HAVE_REMOTE_OFFER,
                 SignalingState.HAVE_LOCAL_PRANSWER,
             ):
@@ -672,53 +626,71 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         if desc_in.type == "rollback":
             await self._rollback("local")
             return
-        new_state = next_state(self._signaling, "local", desc_in.type)
-        parsed = self._parse(desc_in.sdp)
-        creds, transport = self._validate_local(desc_in.type, parsed)
-        # Validated completely: from here on it is applied, and nothing may refuse it.
-        ice, _ = self._ensure_transports()
-        first = transport and not self._gathered_once
-        if desc_in.type == "offer" and not self._transport_negotiated():
-            ice.set_role(True)  # RFC 8839 §4.2.3: the offerer controls
-        restarted = self._creds.applied_local(creds) and self._gathered_once
-        applied = _Applied(desc_in.type, parsed, creds)
-        if desc_in.type == "offer":
-            self._offer_restarted = restarted
-        self._pending_local = applied
-        if restarted and not first:
-            # Roles are decided anew on every restart: the restart's offerer controls, as
-            # libwebrtc (redetermine_role_on_ice_restart) and Firefox do; docs/ice.md.
-            lite_peer = self._pending_remote is not None and self._pending_remote.desc.ice_lite
-            controlling = desc_in.type == "offer" or lite_peer
-            # Make before break; addresses followed in the same step (no spurious failed).
-            await ice.restart_on_current_addresses(
-                creds, controlling=controlling, answering=desc_in.type != "offer"
-            )
-        if desc_in.type in ("answer", "pranswer") and self._deferred_remote is not None:
-            self._apply_remote_ice(self._deferred_remote, local_ufrag=creds[0])
-            self._deferred_remote = None
-        if first:
-            self._gathered_once = True
-            await self._resolved()  # ICE server names, resolved since the constructor ran
-            await ice.gather()
+        with _w3c_errors():
+            self._jsep.expect("local", desc_in.type)
+            parsed = self._parse(desc_in.sdp)
+            creds, transport = self._jsep.check_local(desc_in.type, parsed, self._ice_view())
+        # Checked completely: from here on it is applied, and nothing may refuse it.
+        self._ensure_transports()
+        step = self._jsep.apply_local(desc_in.type, parsed, creds, transport)
+        await self._carry_out(step.actions)
         self._assign_mids(parsed)
-        if desc_in.type == "answer":
-            self._current_local = applied
-            self._pending_local = None
-            self._current_remote, self._pending_remote = self._pending_remote, None
-            self._remote_restart = False
-            self._creds.answer_applied()
-            self._forget_old_local()
-            self._restrict_to_answer(parsed)
-            self._apply_answer_media(
-                self._current_remote.desc if self._current_remote else None, local=True
-            )
-            if transport and self._transport_negotiated():
-                self._start_transports()
-        self._set_signaling(new_state)  # last: its handlers see the descriptions applied
+        await self._carry_out(self._jsep.finish_local(step))
+        self._set_signaling(step.new_state)  # last: its handlers see the descriptions applied
         self._update_negotiation_needed()
         if transport and not self.listeners("icecandidate"):
             await self._wait_gathered(creds[0])
+
+    async def _carry_out(self, actions: list[jsep.Action]) -> None:
+        """Do what the JSEP session asks of ICE, media and the transports, in its order."""
+        ice = self._ice
+        for action in actions:
+            if isinstance(action, jsep.SetIceRole):
+                assert ice is not None
+                ice.set_role(action.controlling)
+            elif isinstance(action, jsep.RestartIce):
+                assert ice is not None
+                # Make before break; addresses followed in the same step (no spurious failed).
+                await ice.restart_on_current_addresses(
+                    action.credentials, controlling=action.controlling, answering=action.answering
+                )
+            elif isinstance(action, jsep.SetRemoteCredentials):
+                self._apply_remote_ice(action.description, local_ufrag=action.local_ufrag)
+                if action.local_ufrag is not None and self._jsep.awaits_answer(action.description):
+                    self._jsep.remote_restart_applied()
+            elif isinstance(action, jsep.AddRemoteCandidates):
+                self._add_remote_candidates(action.description)
+            elif isinstance(action, jsep.StartGathering):
+                assert ice is not None
+                await self._resolved()  # ICE server names, resolved since the constructor ran
+                await ice.gather()
+            elif isinstance(action, jsep.DropOldCandidates):
+                self._forget_old_local()
+            elif isinstance(action, jsep.AnswerApplied):
+                self._answer_applied(local=action.local)
+            elif isinstance(action, jsep.StartTransports):
+                self._start_transports()
+
+    def _answer_applied(self, *, local: bool) -> None:
+        """Media after an answer: our answer's codecs, every transceiver's current direction."""
+        remote = self._jsep.current_remote
+        if local:
+            local_desc = self._jsep.current_local
+            assert local_desc is not None
+            self._restrict_to_answer(local_desc.desc)
+        self._apply_answer_media(remote.desc if remote else None, local=local)
+
+    def _ice_view(self) -> jsep.IceView:
+        """What the JSEP session needs to know of our ICE agent, now."""
+        if self._ice is None:
+            return jsep.IceView()
+        agent = self._ice.agent
+        generations = agent.generations()
+        return jsep.IceView(
+            remote_credentials=agent.remote_credentials,
+            local_ufrags=frozenset(g.ufrag for g in generations),
+            remote_ufrags=frozenset(g.remote_ufrag for g in generations if g.remote_ufrag),
+        )
 
     async def _wait_gathered(self, ufrag: str) -> None:
         """Non-trickle use: wait until generation `ufrag` has gathered, at most NON_TRICKLE_WAIT.
@@ -751,61 +723,18 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         if desc_in.type == "rollback":
             await self._rollback("remote")
             return
-        new_state = next_state(self._signaling, "remote", desc_in.type)
-        parsed = self._parse(desc_in.sdp)
-        creds = self._validate_remote(desc_in.type, parsed)
-        # Validated completely: from here on it is applied, and nothing may refuse it.
-        ice, _ = self._ensure_transports()
-        previous_remote = self._current_remote.credentials if self._current_remote else None
-        # A description with every m-section rejected has no transport: ICE and DTLS go on
-        # with the credentials in force, or wait for one that has (RFC 8829 §5.3.1).
-        applied = _Applied(desc_in.type, parsed, creds or previous_remote)
-        if desc_in.type == "offer":
-            self._negotiate_remote_media(parsed, offer=True)
-            self._remote_restart = False
-            self._deferred_remote = None
-            if creds is not None:
-                if not self._transport_negotiated():
-                    ice.set_role(parsed.ice_lite)  # the answerer is controlled, unless peer is lite
-                self._remote_restart = previous_remote is not None and creds != previous_remote
-                if previous_remote is None and not ice.agent.remote_credentials:
-                    self._apply_remote_ice(applied, local_ufrag=None)
-                elif self._remote_restart:
-                    self._deferred_remote = applied  # applied with our answer's new credentials
-                else:
-                    self._add_remote_candidates(applied)
-                if not self._transport_negotiated() or self._dtls_role is None:
-                    # A re-offer's answer keeps the role of the DTLS association it continues
-                    # (RFC 8829 §5.3.2); browsers re-offer with actpass.
-                    self._dtls_role = (
-                        "server" if parsed.setup_for(_bundle_tag(parsed)) == "active" else "client"
-                    )
-            self._pending_remote = applied
-        else:
-            assert self._pending_local is not None
-            self._negotiate_remote_media(parsed, offer=False)
-            if creds is not None:
-                if ice.agent.remote_credentials is None or ice.agent.remote_credentials != creds:
-                    self._apply_remote_ice(applied, local_ufrag=self._pending_local.ufrag)
-                else:
-                    self._add_remote_candidates(applied)
-                setup = parsed.setup_for(_bundle_tag(parsed))
-                self._dtls_role = "client" if setup == "passive" else "server"
-            if desc_in.type == "answer":
-                self._current_remote, self._pending_remote = applied, None
-                self._current_local, self._pending_local = self._pending_local, None
-                self._offer_restarted = False
-                self._creds.answer_applied()
-                self._forget_old_local()
-                self._apply_answer_media(parsed, local=False)
-                if creds is not None:
-                    self._start_transports()
-            else:
-                self._pending_remote = applied
-        if creds is not None:
-            self._remote_ufrags.add(creds[0])
+        with _w3c_errors():
+            self._jsep.expect("remote", desc_in.type)
+            parsed = self._parse(desc_in.sdp)
+            creds = self._validate_remote(desc_in.type, parsed)
+        # Checked completely: from here on it is applied, and nothing may refuse it.
+        self._ensure_transports()
+        step = self._jsep.plan_remote(desc_in.type, parsed, creds, self._ice_view())
+        self._negotiate_remote_media(parsed, offer=desc_in.type == "offer")
+        await self._carry_out(step.actions)  # nothing in them waits
+        await self._carry_out(self._jsep.finish_remote(step))
         tracks = self._process_remote_tracks(parsed) if desc_in.type != "pranswer" else []
-        self._set_signaling(new_state)
+        self._set_signaling(step.new_state)
         # webrtc-pc: the track events fire after signalingstatechange, before the call
         # returns, so aiortc's echo (addTrack in the handler, then createAnswer) answers
         # sendrecv and a recorder started right after this call gets every frame.
@@ -833,38 +762,20 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             if id(t) in self._fired_receiving:
                 continue
             self._fired_receiving.add(id(t))
-            if t.receiver._track is None:
-                t.receiver._track = RemoteStreamTrack(kind=t.kind, id=negotiated.track_id)
-            tracks.append(guard(t.receiver._track))
+            tracks.append(guard(aiortc_seam.remote_track(t.receiver, t.kind, negotiated.track_id)))
         return tracks
 
     async def _rollback(self, source: str) -> None:
         """RFC 8829 §4.1.8.2: cancel the negotiation, back to the last stable state.
 
-        Both pending descriptions go. Local credentials applied since the last answer
-        (restart offers, a pranswer to a restart offer) are withdrawn and their ICE
-        generations dropped, unless one already selected a pair (then it stays in force).
-        restartIce() stays in force (webrtc-pc).
+        The JSEP session withdraws what was applied since the last answer; ICE drops the
+        generations of withdrawn credentials, unless one already selected a pair.
         """
-        new_state = next_state(self._signaling, source, "rollback")
-        kept: Credentials | None = None
-        for creds in self._creds.withdrawn():  # newest first, as the generations stack
-            if self._ice is None or not self._ice.abandon(creds[0]):
-                kept = creds
-                break
-        self._creds.rolled_back(keep=kept)
-        pending_remote = self._pending_remote
-        current_remote = self._current_remote.credentials if self._current_remote else None
-        if pending_remote is not None and pending_remote.credentials is not None:
-            if current_remote is None or pending_remote.credentials[0] != current_remote[0]:
-                self._remote_ufrags.discard(pending_remote.credentials[0])  # never in force
-        self._pending_local = None
-        self._pending_remote = None
-        self._deferred_remote = None
-        self._remote_restart = False
-        self._offer_restarted = False
-        self._forget_old_local()
-        self._set_signaling(new_state)
+        ice = self._ice
+        with _w3c_errors():
+            actions = self._jsep.rollback(source, lambda u: ice is not None and ice.abandon(u))
+        await self._carry_out(actions)
+        self._set_signaling(self._jsep.signaling)
         self._update_negotiation_needed()
 
     # ------------------------------------------------------------------ candidates
@@ -877,7 +788,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         """
         self._assert_open()
         init = to_candidate(candidate)
-        remote = self._pending_remote or self._current_remote
+        remote = self._jsep.remote
         if remote is None:
             raise InvalidStateError("addIceCandidate needs a remote description")
         if (
@@ -898,13 +809,13 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         ufrag = init.usernameFragment if init is not None else None
         newest = remote.credentials[0]
         if ufrag is not None and ufrag != newest:
-            if ufrag in self._remote_ufrags:
+            if self._jsep.is_older_remote_ufrag(ufrag):
                 logger.debug("ignoring a candidate of an older generation (ufrag %s)", ufrag)
                 return
             raise OperationError(f"addIceCandidate: no remote description has ufrag {ufrag!r}")
         if init is None or not init.candidate:
             remote.end_of_candidates = True
-            if self._deferred_remote is not remote and self._ice is not None:
+            if not self._jsep.awaits_answer(remote) and self._ice is not None:
                 RemoteCandidates.of(self._ice).end_of_candidates(newest)
             return
         parsed = init.parsed
@@ -923,7 +834,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         # Stored for remoteDescription only once accepted, never past the cap: 100,000 calls
         # made a 5.5 MB description when every line was kept (issue 7, jsep/limits.py).
         cap = self._candidate_line_cap()
-        if self._deferred_remote is remote or self._ice is None:
+        if self._jsep.awaits_answer(remote) or self._ice is None:
             # Applied with the rest of that generation, once our answer restarts ICE.
             if len(remote.candidates) < cap:
                 remote.candidates.append(init.candidate)
@@ -960,7 +871,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         return init.sdpMLineIndex or 0
 
     @staticmethod
-    def _on_bundle_transport(applied: _Applied, index: int) -> bool:
+    def _on_bundle_transport(applied: jsep.Description, index: int) -> bool:
         """Whether candidates of m-section `index` of a remote description are for our transport.
 
         We bundle everything on one transport, the BUNDLE tag's (RFC 8843). An offer's other
@@ -975,7 +886,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             return True
         if desc.bundle_group(index) is None:
             return True
-        return index == _bundle_tag(desc)
+        return index == jsep.bundle_tag(desc)
 
     def _check_mid(self, desc: sdplib.SessionDescription, init: RTCIceCandidate) -> None:
         if init.sdpMid is not None:
@@ -990,7 +901,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         """webrtc-pc restartIce(): the next offer carries new credentials; fires negotiationneeded."""
         if self._closed:
             return
-        self._creds.restart_ice()
+        self._jsep.restart_ice()
         self._update_negotiation_needed()
 
     # ------------------------------------------------------------------ media and data
@@ -1082,7 +993,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         transceiver = RTCRtpTransceiver(
             kind=kind, receiver=receiver, sender=sender, direction=direction
         )
-        transceiver._codecs = jsep_media.local_codecs(kind)
+        aiortc_seam.set_codecs(transceiver, media.local_codecs(kind))
         self._transceivers.append(transceiver)
         self._update_negotiation_needed()
         return transceiver
@@ -1111,6 +1022,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         if self._closed:
             return
         self._closed = True
+        self._jsep.close()
         self._signaling = SignalingState.CLOSED
         if self._transport_task is not None:
             self._transport_task.cancel()
@@ -1138,62 +1050,17 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             raise InvalidStateError("the RTCPeerConnection is closed")
 
     def _parse(self, text: str) -> sdplib.SessionDescription:
-        limits.check_text(text)  # before parsing: the cost is bounded (jsep/limits.py)
+        with _w3c_errors():
+            limits.check_text(text)  # before parsing: the cost is bounded (jsep/limits.py)
         try:
             return sdplib.parse(text)
         except sdplib.SdpError as exc:
             raise OperationError(f"failed to parse the session description: {exc}") from None
 
-    def _credentials_of(self, desc: sdplib.SessionDescription) -> Credentials | None:
-        """The transport's ICE credentials; None when every m-section is rejected."""
-        if all(section.rejected for section in desc.media):
-            return None  # also an offer with no m-section at all (RFC 8829 §5.2.1)
-        ufrag, pwd = desc.media_ice_credentials(_bundle_tag(desc))
-        if not ufrag or not pwd:
-            raise InvalidAccessError("the description has no ice-ufrag/ice-pwd")
-        return ufrag, pwd
-
     def _candidate_line_cap(self) -> int:
         """Remote candidate lines parsed or stored per description (jsep/limits.py)."""
         config = self._ice.agent.config if self._ice is not None else self._ice_config()
         return limits.max_candidate_lines(config.max_remote_candidates)
-
-    def _transport_negotiated(self) -> bool:
-        """True once an answer with a transport (an m-section in use) has been applied."""
-        return self._current_remote is not None and self._current_remote.credentials is not None
-
-    def _older_remote_ufrags(self) -> set[str]:
-        """Remote ufrags of earlier generations: remembered ones and the ICE agent's."""
-        older = set(self._remote_ufrags)
-        if self._ice is not None:
-            older.update(g.remote_ufrag for g in self._ice.agent.generations() if g.remote_ufrag)
-        return older
-
-    def _validate_local(
-        self, sdp_type: str, desc: sdplib.SessionDescription
-    ) -> tuple[Credentials, bool]:
-        """Everything setLocalDescription could refuse, checked before anything is applied.
-
-        Returns the credentials (those in force when no m-section is in use) and whether
-        the description has a transport.
-        """
-        if sdp_type in ("answer", "pranswer") and self._pending_remote is not None:
-            limits.check_media_order(self._pending_remote.desc, desc, answer=True)
-        found = self._credentials_of(desc)
-        current = self._creds.current
-        creds = found if found is not None else current
-        if creds != current and self._gathered_once:  # an ICE restart
-            local_ufrags = (
-                {g.ufrag for g in self._ice.agent.generations()} if self._ice is not None else set()
-            )
-            check_restart("local", current, creds, local_ufrags)
-        if sdp_type in ("answer", "pranswer") and self._deferred_remote is not None:
-            if creds == current:
-                raise InvalidAccessError(
-                    "the answer to an ICE restart offer must carry new ice-ufrag and ice-pwd "
-                    "(RFC 8829 §5.3.1, RFC 8839 §4.4.1.1.1)"
-                )
-        return creds, found is not None
 
     def _validate_remote(
         self, sdp_type: str, desc: sdplib.SessionDescription
@@ -1206,56 +1073,23 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             sdplib.validate_for_webrtc(desc, sdp_type)
         except sdplib.SdpError as exc:
             raise InvalidAccessError(f"setRemoteDescription: {exc}") from None
-        limits.check_media_sections(desc)
-        missing = jsep_media.missing_rtcp_mux(desc)
+        with _w3c_errors():
+            limits.check_media_sections(desc)
+        missing = jsep.missing_rtcp_mux(desc)
         if missing:
             raise InvalidAccessError(
                 f"m-section {missing[0]} has no a=rtcp-mux, which WebRTC requires "
                 "(rtcpMuxPolicy 'require', RFC 8829 §5.8)"
             )
-        if sdp_type == "offer" and self._current_remote is not None:
-            limits.check_media_order(self._current_remote.desc, desc, answer=False)
-        elif sdp_type != "offer" and self._pending_local is not None:
-            limits.check_media_order(self._pending_local.desc, desc, answer=True)
-        creds = self._credentials_of(desc)
-        if creds is None:
-            return None
-        self._check_fingerprint(desc)
-        previous = self._current_remote.credentials if self._current_remote else None
-        pending = self._pending_remote.credentials if self._pending_remote else None
-        known = self._ice.agent.remote_credentials if self._ice is not None else None
-        if previous is None and known is not None and creds != known:
-            # The ICE agent took a rolled-back initial offer's credentials; it has no way to
-            # forget them, so a different set would only fail later, half applied.
-            raise InvalidAccessError(
-                "ice-ufrag/ice-pwd differ from those of the first remote description, "
-                "rolled back; not supported"
-            )
-        if sdp_type == "offer":
-            if previous is not None and creds not in (previous, pending):
-                check_restart("remote", previous, creds, self._older_remote_ufrags())
-        else:
-            check_remote_answer(self._offer_restarted, previous, creds)
-            if previous is not None:
-                check_restart("remote", previous, creds, self._older_remote_ufrags())
-            if pending is not None and creds != pending:
-                raise InvalidAccessError(
-                    "the answer changed ice-ufrag/ice-pwd from the provisional answer; "
-                    "not supported"
-                )
-        return creds
+        with _w3c_errors():
+            return self._jsep.check_remote(sdp_type, desc, self._ice_view())
 
-    def _check_fingerprint(self, desc: sdplib.SessionDescription) -> None:
-        prints = desc.fingerprint_for(_bundle_tag(desc))
-        if not any(alg in ("sha-256", "sha-384", "sha-512", "sha-1") for alg, _ in prints):
-            raise InvalidAccessError("the description has no usable a=fingerprint")
+    def _first_mid(self, applied: jsep.Description) -> str:
+        sections = applied.desc.media
+        tag = jsep.bundle_tag(applied.desc)
+        return sections[tag].mid or "0" if sections else "0"
 
-    def _first_mid(self, applied: _Applied) -> str:
-        media = applied.desc.media
-        tag = _bundle_tag(applied.desc)
-        return media[tag].mid or "0" if media else "0"
-
-    def _render_local(self, applied: _Applied | None) -> RTCSessionDescription | None:
+    def _render_local(self, applied: jsep.Description | None) -> RTCSessionDescription | None:
         """The applied local description with the candidates gathered so far (trickle)."""
         if applied is None:
             return None
@@ -1263,7 +1097,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             applied.desc, media=[dataclasses.replace(m) for m in applied.desc.media]
         )
         ufrag = applied.ufrag
-        tag = _bundle_tag(desc)
+        tag = jsep.bundle_tag(desc)
         if ufrag is not None and desc.media and not desc.media[tag].rejected:
             section = desc.media[tag]
             section.candidates = [
@@ -1273,7 +1107,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             section.end_of_candidates = ufrag in self._gathering_complete
         return RTCSessionDescription(sdplib.serialize(desc), applied.type)
 
-    def _render_remote(self, applied: _Applied | None) -> RTCSessionDescription | None:
+    def _render_remote(self, applied: jsep.Description | None) -> RTCSessionDescription | None:
         if applied is None:
             return None
         if not applied.candidates and not applied.end_of_candidates:
@@ -1281,7 +1115,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         desc = dataclasses.replace(
             applied.desc, media=[dataclasses.replace(m) for m in applied.desc.media]
         )
-        tag = desc.media[_bundle_tag(desc)]
+        tag = desc.media[jsep.bundle_tag(desc)]
         tag.candidates = list(tag.candidates) + [c.removeprefix("a=") for c in applied.candidates]
         tag.end_of_candidates = tag.end_of_candidates or applied.end_of_candidates
         return RTCSessionDescription(sdplib.serialize(desc), applied.type)
@@ -1300,15 +1134,16 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
     def _transceiver_by_mid(self, mid: str) -> RTCRtpTransceiver | None:
         return next((t for t in self._transceivers if t.mid == mid), None)
 
-    def _ssrc_info(self, t: RTCRtpTransceiver) -> jsep_media.SsrcInfo | None:
+    def _ssrc_info(self, t: RTCRtpTransceiver) -> jsep.SsrcInfo | None:
         if t.direction not in ("sendrecv", "sendonly"):
             return None
-        return jsep_media.SsrcInfo(
-            ssrc=t.sender._ssrc,
-            rtx_ssrc=t.sender._rtx_ssrc if t.kind == "video" else None,
+        ssrc, rtx_ssrc, stream_id, track_id = aiortc_seam.sender_sources(t.sender)
+        return jsep.SsrcInfo(
+            ssrc=ssrc,
+            rtx_ssrc=rtx_ssrc if t.kind == "video" else None,
             cname=self._cname,
-            stream_id=t.sender._stream_id,
-            track_id=t.sender._track_id,
+            stream_id=stream_id,
+            track_id=track_id,
         )
 
     def _build_description(
@@ -1324,7 +1159,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 self._sctp_mid = self._allocate_mid()
             for t in self._transceivers:
                 if t.mid is None and not t.stopped:
-                    t._set_mid(self._allocate_mid())
+                    aiortc_seam.set_mid(t, self._allocate_mid())
             if self._data_channel_requested and self._sctp_mid is None:
                 self._sctp_mid = self._allocate_mid()
             mids = list(self._mline_order)
@@ -1335,7 +1170,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 mids.append(self._sctp_mid)
             for mid in mids:
                 if mid == self._sctp_mid:
-                    sections.append(jsep_media.application_section(mid))
+                    sections.append(jsep.application_section(mid))
                     continue
                 found = self._transceiver_by_mid(mid)
                 if found is None:
@@ -1344,17 +1179,17 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 # be remapped within a session (RFC 3264 §8.3.2, RFC 8285 §6). Chromium rejects
                 # a remapped extension id, and drops audio whose payload type it remapped.
                 agreed = self._negotiated.get(id(found))
-                codecs = jsep_media.filter_preferred_codecs(
-                    agreed.codecs if agreed else jsep_media.local_codecs(found.kind),
-                    found._preferred_codecs,
+                codecs = media.filter_preferred_codecs(
+                    agreed.codecs if agreed else media.local_codecs(found.kind),
+                    aiortc_seam.preferred_codecs(found),
                 )  # setCodecPreferences (webrtc-pc §5.4), aiortc's rule
                 extensions = (
                     agreed.header_extensions
                     if agreed
-                    else jsep_media.local_header_extensions(found.kind)
+                    else media.local_header_extensions(found.kind)
                 )
                 sections.append(
-                    jsep_media.offer_media_section(
+                    media.offer_media_section(
                         found.kind, mid, found.direction, codecs, extensions, self._ssrc_info(found),
                     )
                 )  # fmt: skip
@@ -1367,7 +1202,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         setup = (
             "actpass"
             if sdp_type == "offer"
-            else ("passive" if self._dtls_role == "server" else "active")
+            else ("passive" if self._jsep.dtls_role == "server" else "active")
         )
         fingerprint = [
             (f.algorithm.lower(), f.value.upper()) for f in self._certificate.getFingerprints()
@@ -1404,7 +1239,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         if policy == "max-bundle":
             return
         bundled: set[str] = set()
-        remote = self._current_remote
+        remote = self._jsep.current_remote
         if remote is not None:
             for index, section in enumerate(remote.desc.media):
                 if section.mid is not None and remote.desc.bundle_group(index) is not None:
@@ -1428,37 +1263,38 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
     def _answer_section(self, remote: sdplib.MediaSection) -> sdplib.MediaSection:
         mid = remote.mid or ""
         if remote.rejected:
-            return jsep_media.rejected_section(remote)
+            return jsep.rejected_section(remote)
         if remote.kind == "application":
             try:
-                sctp = jsep_media.negotiate_application_section(remote)
-            except jsep_media.MediaNegotiationError:
-                return jsep_media.rejected_section(remote)
+                sctp = jsep.negotiate_application_section(remote)
+            except jsep.MediaNegotiationError:
+                return jsep.rejected_section(remote)
             self._ensure_sctp()
             self._sctp_mid = mid
             self._mids_used.add(mid)
             # The offer's profile, also the legacy DTLS/SCTP one (aiortc's _sctpLegacySdp).
-            return jsep_media.application_section(mid, protocol=sctp.protocol)
+            return jsep.application_section(mid, protocol=sctp.protocol)
         t = self._transceiver_by_mid(mid)
         negotiated = self._negotiated.get(id(t)) if t is not None else None
         if t is None or negotiated is None:
-            return jsep_media.rejected_section(remote)
+            return jsep.rejected_section(remote)
         negotiated = self._preferred(t, negotiated)
         if negotiated is None:
-            return jsep_media.rejected_section(remote)
-        direction = jsep_media.answer_direction(t.direction, remote.direction or "sendrecv")
+            return jsep.rejected_section(remote)
+        direction = jsep.answer_direction(t.direction, remote.direction or "sendrecv")
         ssrc = self._ssrc_info(t) if direction in ("sendrecv", "sendonly") else None
-        return jsep_media.answer_media_section(remote, negotiated, direction, ssrc)
+        return media.answer_media_section(remote, negotiated, direction, ssrc)
 
     @staticmethod
     def _preferred(
-        t: RTCRtpTransceiver, negotiated: jsep_media.NegotiatedMedia
-    ) -> jsep_media.NegotiatedMedia | None:
+        t: RTCRtpTransceiver, negotiated: media.NegotiatedMedia
+    ) -> media.NegotiatedMedia | None:
         """The negotiation narrowed and ordered by setCodecPreferences; None if nothing is left."""
-        if not t._preferred_codecs:
+        preferred = aiortc_seam.preferred_codecs(t)
+        if not preferred:
             return negotiated
-        codecs = jsep_media.filter_preferred_codecs(negotiated.codecs, t._preferred_codecs)
-        if not any(not jsep_media.is_rtx(c) for c in codecs):
+        codecs = media.filter_preferred_codecs(negotiated.codecs, preferred)
+        if not any(not media.is_rtx(c) for c in codecs):
             return None
         return dataclasses.replace(negotiated, codecs=codecs)
 
@@ -1471,8 +1307,8 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 if section.rejected:
                     continue
                 try:
-                    sctp = jsep_media.negotiate_application_section(section)
-                except jsep_media.MediaNegotiationError as exc:
+                    sctp = jsep.negotiate_application_section(section)
+                except jsep.MediaNegotiationError as exc:
                     logger.info("m-section %s: %s", mid, exc)
                     continue
                 self._ensure_sctp()
@@ -1491,12 +1327,12 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                     if x.mid is None and x.kind == section.kind and not x.stopped
                 )
                 t = next(free, None) or self._new_transceiver(section.kind, "recvonly", None)
-                t._set_mid(mid)
+                aiortc_seam.set_mid(t, mid)
             if t is None:
                 continue
             try:
-                self._negotiated[id(t)] = jsep_media.negotiate_remote_section(section, section.kind)
-            except jsep_media.MediaNegotiationError as exc:
+                self._negotiated[id(t)] = media.negotiate_remote_section(section, section.kind)
+            except jsep.MediaNegotiationError as exc:
                 logger.info("m-section %s: %s", mid, exc)
                 self._negotiated.pop(id(t), None)
 
@@ -1512,7 +1348,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 (c for c in negotiated.codecs if str(c.payloadType) in order),
                 key=lambda c: order[str(c.payloadType)],
             )
-            if any(not jsep_media.is_rtx(c) for c in codecs):
+            if any(not media.is_rtx(c) for c in codecs):
                 self._negotiated[id(t)] = dataclasses.replace(negotiated, codecs=codecs)
 
     def _apply_answer_media(self, remote: sdplib.SessionDescription | None, *, local: bool) -> None:
@@ -1526,12 +1362,14 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 continue
             remote_dir = section.direction or "sendrecv"
             if local:
-                current = jsep_media.answer_direction(t.direction, remote_dir)
+                current = jsep.answer_direction(t.direction, remote_dir)
             else:
                 current = _reverse(remote_dir)
-            t._setCurrentDirection(current)  # the track event fired with the remote description
+            aiortc_seam.set_current_direction(
+                t, current
+            )  # the track event fired with the remote description
 
-    def _apply_remote_ice(self, applied: _Applied, *, local_ufrag: str | None) -> None:
+    def _apply_remote_ice(self, applied: jsep.Description, *, local_ufrag: str | None) -> None:
         assert self._ice is not None and applied.credentials is not None
         ufrag, pwd = applied.credentials
         try:
@@ -1545,7 +1383,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         RemoteCandidates.of(self._ice).listen()
         self._add_remote_candidates(applied)
 
-    def _add_remote_candidates(self, applied: _Applied) -> None:
+    def _add_remote_candidates(self, applied: jsep.Description) -> None:
         """The candidates carried in the description itself and those trickled since."""
         assert self._ice is not None and applied.credentials is not None
         intake = RemoteCandidates.of(self._ice)
@@ -1598,13 +1436,13 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         await ice.wait_for_state(lambda s: s in up or s is IceTransportState.CLOSED)
         if self._closed or ice.state is IceTransportState.CLOSED:
             return
-        remote = self._current_remote
+        remote = self._jsep.current_remote
         assert remote is not None
-        prints = remote.desc.fingerprint_for(_bundle_tag(remote.desc))
+        prints = remote.desc.fingerprint_for(jsep.bundle_tag(remote.desc))
         params = RTCDtlsParameters(
             fingerprints=[RTCDtlsFingerprint(algorithm=a, value=v) for a, v in prints]
         )
-        dtls._set_role(self._dtls_role or "client")
+        aiortc_seam.set_dtls_role(dtls, self._jsep.dtls_role or "client")
         try:
             await dtls.start(params)
         except Exception as exc:  # a failed handshake makes connectionState failed
@@ -1632,13 +1470,13 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 info = self._ssrc_info(t)
                 if info is not None:
                     self._media_started.add((id(t), "send"))
-                    await t.sender.send(jsep_media.send_parameters(negotiated, info, t.mid))
+                    await t.sender.send(media.send_parameters(negotiated, info, t.mid))
             if (
                 t.currentDirection in ("sendrecv", "recvonly")
                 and (id(t), "recv") not in self._media_started
             ):
                 self._media_started.add((id(t), "recv"))
-                await t.receiver.receive(jsep_media.receive_parameters(negotiated, t.mid))
+                await t.receiver.receive(media.receive_parameters(negotiated, t.mid))
 
     # ------------------------------------------------------------------ internals: events
 
@@ -1669,11 +1507,11 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
 
     def _needs_negotiation(self) -> bool:
         """webrtc-pc "check if negotiation is needed", for what we support."""
-        if self._creds.restart_pending():
+        if self._jsep.restart_pending:
             return True
         if self._data_channel_requested and self._sctp_mid is None:
             return True
-        local = self._current_local
+        local = self._jsep.current_local
         for t in self._transceivers:
             if t.stopped:
                 continue

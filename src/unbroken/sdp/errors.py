@@ -8,7 +8,7 @@ the 1-based line number when the problem has one.
 
 from __future__ import annotations
 
-from unbroken.errors import SyntaxError_
+from unbroken.core_errors import SyntaxError_
 
 
 class SdpError(SyntaxError_, ValueError):

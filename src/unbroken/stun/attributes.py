@@ -17,7 +17,7 @@ import ipaddress
 import struct
 
 from unbroken.addresses import Address
-from unbroken.errors import UnbrokenError
+from unbroken.core_errors import UnbrokenError
 
 MAGIC_COOKIE = 0x2112A442
 MAGIC_COOKIE_BYTES = b"\x21\x12\xa4\x42"
