@@ -58,18 +58,19 @@ LEGACY_SCTP_STREAMS = 65535
 """The stream count written in a legacy a=sctpmap line (as aiortc writes it)."""
 
 _SEND, _RECV = 1, 2
-_DIRECTION_BITS = {"inactive": 0, "sendonly": _SEND, "recvonly": _RECV, "sendrecv": _SEND | _RECV}
-_BITS_DIRECTION = {bits: name for name, bits in _DIRECTION_BITS.items()}
+DIRECTION_BITS = {"inactive": 0, "sendonly": _SEND, "recvonly": _RECV, "sendrecv": _SEND | _RECV}
+_BITS_DIRECTION = {bits: name for name, bits in DIRECTION_BITS.items()}
 # RFC 4566 §9 token-char; msid ids are tokens (RFC 8830 §2), and so is a mid (RFC 5888 §4).
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
-_MAX_SSRC = 2**32 - 1
+MAX_SSRC = 2**32 - 1
 
 
 # ---------------------------------------------------------------- directions
 
 
-def _bits(direction: str) -> int:
-    bits = _DIRECTION_BITS.get(direction)
+def direction_bits(direction: str) -> int:
+    """The send/receive bits of a direction name (ValueError for anything else)."""
+    bits = DIRECTION_BITS.get(direction)
     if bits is None:
         raise ValueError(f"not a direction: {direction[:40]!r} (expected one of {DIRECTIONS})")
     return bits
@@ -77,13 +78,13 @@ def _bits(direction: str) -> int:
 
 def reverse_direction(direction: str) -> str:
     """The direction as seen from the other end: sendonly <-> recvonly."""
-    bits = _bits(direction)
+    bits = direction_bits(direction)
     return _BITS_DIRECTION[((bits & _SEND) << 1) | ((bits & _RECV) >> 1)]
 
 
 def intersect_directions(a: str, b: str) -> str:
     """What both directions allow, e.g. sendrecv and recvonly give recvonly."""
-    return _BITS_DIRECTION[_bits(a) & _bits(b)]
+    return _BITS_DIRECTION[direction_bits(a) & direction_bits(b)]
 
 
 def answer_direction(local_wanted: str, remote_offered: str) -> str:
@@ -97,12 +98,12 @@ def answer_direction(local_wanted: str, remote_offered: str) -> str:
 
 def direction_sends(direction: str) -> bool:
     """True for sendrecv and sendonly."""
-    return bool(_bits(direction) & _SEND)
+    return bool(direction_bits(direction) & _SEND)
 
 
 def direction_receives(direction: str) -> bool:
     """True for sendrecv and recvonly."""
-    return bool(_bits(direction) & _RECV)
+    return bool(direction_bits(direction) & _RECV)
 
 
 # ---------------------------------------------------------------- data types
@@ -125,7 +126,7 @@ class SsrcInfo:
 
     def __post_init__(self) -> None:
         for source in (self.ssrc, self.rtx_ssrc):
-            if source is not None and not 0 <= source <= _MAX_SSRC:
+            if source is not None and not 0 <= source <= MAX_SSRC:
                 raise ValueError(f"SSRC {source} is not a 32-bit unsigned integer")
         if not self.cname or any(c in self.cname for c in "\r\n\x00"):
             raise ValueError("the CNAME must be non-empty text without line breaks")
@@ -147,7 +148,8 @@ class RemoteSctp:
 # ---------------------------------------------------------------- writing m-sections
 
 
-def _check_mid(mid: str) -> None:
+def check_mid(mid: str) -> None:
+    """Refuse a mid that is not token characters (RFC 5888 §4)."""
     if not _TOKEN_RE.fullmatch(mid):
         raise ValueError(f"a mid must be token characters, got {mid[:40]!r}")
 
@@ -192,7 +194,7 @@ def application_section(
     For an answer, pass the offer's `protocol` (§5.3.1: it must match); the legacy
     "DTLS/SCTP" profile is written in its old form, the port as format plus a=sctpmap.
     """
-    _check_mid(mid)
+    check_mid(mid)
     if not 0 <= sctp_port <= 65535:
         raise ValueError(f"SCTP port {sctp_port} out of range")
     if max_message_size < 0:

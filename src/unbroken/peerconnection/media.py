@@ -66,16 +66,16 @@ from ..jsep.codecs import (
 )
 from ..jsep.errors import MediaNegotiationError
 from ..jsep.media import (
-    _DIRECTION_BITS,
-    _MAX_SSRC,
+    DIRECTION_BITS,
     DISCARD_PORT,
     DUMMY_CONNECTION,
+    MAX_SSRC,
     RTP_PROFILE,
     RTP_PROFILES,
     SsrcInfo,
-    _bits,
-    _check_mid,
     answer_direction,
+    check_mid,
+    direction_bits,
     direction_receives,
     direction_sends,
 )
@@ -365,8 +365,8 @@ def offer_media_section(
     """
     if kind not in MEDIA_KINDS:
         raise ValueError(f"not an RTP media kind: {kind!r}")
-    _check_mid(mid)
-    _bits(direction)
+    check_mid(mid)
+    direction_bits(direction)
     section = MediaSection(
         kind=kind,
         port=0 if bundle_only else DISCARD_PORT,
@@ -448,7 +448,7 @@ def negotiate_remote_section(
     if remote.protocol not in RTP_PROFILES:
         raise MediaNegotiationError(f"not an RTP profile: {remote.protocol[:40]!r}")
     direction = remote.direction or "sendrecv"  # RFC 3264 §5.1: sendrecv by default
-    if direction not in _DIRECTION_BITS:
+    if direction not in DIRECTION_BITS:
         raise MediaNegotiationError(f"bad direction {direction[:40]!r}")
     common = _common_codecs(local, _remote_codecs(remote))
     if not any(not is_rtx(codec) for codec in common):
@@ -575,7 +575,7 @@ def _read_sources(remote: MediaSection, negotiated: NegotiatedMedia) -> None:
     attributes: dict[int, dict[str, str]] = {}
     for line in remote.ssrc:
         head, _, rest = line.partition(" ")
-        source = to_int(head, 0, _MAX_SSRC)
+        source = to_int(head, 0, MAX_SSRC)
         name, _, value = rest.partition(":")
         if source is None or not name:
             raise MediaNegotiationError(f"malformed a=ssrc {line[:40]!r}")
@@ -585,7 +585,7 @@ def _read_sources(remote: MediaSection, negotiated: NegotiatedMedia) -> None:
         semantics, *members = group.split(" ")
         sources: list[int] = []
         for member in members:
-            source = to_int(member, 0, _MAX_SSRC)
+            source = to_int(member, 0, MAX_SSRC)
             if source is None:
                 raise MediaNegotiationError(f"malformed a=ssrc-group {group[:40]!r}")
             sources.append(source)
