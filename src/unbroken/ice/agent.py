@@ -21,6 +21,12 @@ break, RFC 8445 §9, RFC 8839 §4.4.3.1.1); then the switch is reported and the 
 ones drain for `release_delay` (accepting what is in flight, sending nothing) and go.
 
 The state (states.py) is derived from facts after every input and reported on change.
+
+This module keeps the public API, input dispatch (STUN requests and responses, data),
+generations, check lists and state derivation. The rest, one concept per module:
+transactions.py (outstanding STUN requests and their retransmission), gathering.py
+(candidates, one gatherer per type), nomination.py (what the controlling and controlled
+roles do) and consent.py (RFC 7675 consent, keepalives, silence of the pair in use).
 """
 
 from __future__ import annotations
@@ -33,46 +39,38 @@ from dataclasses import dataclass, replace
 
 from .. import stun
 from ..addresses import Address, Transmit, normalize_ip
-from .candidate import (
-    CANDIDATE_TYPES,
-    MAX_PRIORITY,
-    Candidate,
-    candidate_priority,
-    foundation_for,
-    local_preference,
-)
+from ..errors import UnbrokenError
+from .candidate import CANDIDATE_TYPES, MAX_PRIORITY, Candidate, candidate_priority, foundation_for
 from .checklist import PENDING_STATES, CandidatePair, Generation, PairState, PendingCheck
 from .config import IceConfig
+from .consent import OUTAGE_SILENCE, Consent
 from .events import (
     BaseReleased,
-    CandidateErrorEvent,
     Event,
-    GatheringComplete,
-    GatheringStateChanged,
     GenerationReleased,
-    LocalCandidateGathered,
     MappedAddressChanged,
-    PathResumed,
-    PathSilent,
     RoleChanged,
     SelectedPairChanged,
     StateChanged,
 )
+from .gathering import Gathering, family
+from .nomination import Selector, selector_for
 from .ratelimit import TokenBucket
 from .states import ALLOWED, IceGatheringState, IceTransportState, StateFacts, derive_state
+from .transactions import RETRANSMIT_REASON, Transaction, Transactions, TxKind
 
 logger = logging.getLogger(__name__)
 
 ICE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-# Nothing heard on the pair given up for this long means packets were being lost on it
-# (a data channel sending every 10-50 ms hears acknowledgements far more often).
-OUTAGE_SILENCE = 0.2
 UFRAG_LENGTH = 8  # RFC 8839 §5.4: at least 4 characters (24 bits of randomness)
 PWD_LENGTH = 24  # RFC 8839 §5.4: at least 22 characters (128 bits)
 
 
-class IceError(ValueError):
-    """A command the agent cannot carry out (bad argument or wrong moment)."""
+class IceError(UnbrokenError, ValueError):
+    """A command the agent cannot carry out (bad argument or wrong moment).
+
+    A ValueError too, as it always was, so existing `except ValueError` still catches it.
+    """
 
 
 class InvalidCredentialsError(IceError):
@@ -100,26 +98,6 @@ class Output:
     deadline: Deadline | None
 
 
-@dataclass(eq=False)
-class _Transaction:
-    """An outstanding STUN request: a check, a consent check, or a server-reflexive query."""
-
-    tid: bytes
-    kind: str  # "check" | "consent" | "srflx"
-    data: bytes
-    local: Address
-    remote: Address
-    generation: Generation
-    pair: CandidatePair | None
-    nominate: bool
-    sent_at: float
-    next_at: float
-    rto: float
-    attempts: int
-    max_attempts: int
-    cancelled: bool = False  # RFC 8445 §7.2.5.4: no retransmits, a late response still counts
-
-
 def generate_credentials(rng: random.Random) -> tuple[str, str]:
     """RFC 8839 §5.4 credentials (ufrag, pwd) drawn from `rng`."""
     ufrag = "".join(rng.choice(ICE_CHARS) for _ in range(UFRAG_LENGTH))
@@ -140,10 +118,6 @@ def validate_credentials(ufrag: str, pwd: str) -> None:
             raise InvalidCredentialsError(
                 f"ice-{name} has characters outside ALPHA / DIGIT / + / /"
             )
-
-
-def _family(host: str) -> int:
-    return 6 if ":" in host else 4
 
 
 def _checked_remote(cand: Candidate) -> Candidate | None:
@@ -195,19 +169,20 @@ class IceAgent:
         self.config = config or IceConfig()
         self.config.validate()
         self._rng = rng
-        self._controlling = controlling
+        # Role behaviour (nomination, conflicts) as an object: a role change swaps it.
+        self._selector: Selector = selector_for(controlling, self)
         self.tie_breaker = rng.getrandbits(64)
         self._bases: list[Address] = []
         self._generations: list[Generation] = []
-        self._transactions: dict[bytes, _Transaction] = {}
+        self._transactions = Transactions(rng)
         self._transmits: list[Transmit] = []
         self._events: deque[Event] = deque()
         self._selected: CandidatePair | None = None
         self._receiving = False
         self._state = IceTransportState.NEW
-        self._gathering_state = IceGatheringState.NEW
+        self._gathering = Gathering(self)
+        self._consent = Consent(self)
         self._closed = False
-        self._silence_reported = False  # PathSilent reported for the current silence
         self._touched = False  # a STUN message was processed since the last drain()
         self._ever_connected = False
         self._pair_counter = 0
@@ -221,7 +196,7 @@ class IceAgent:
     @property
     def controlling(self) -> bool:
         """Our current role (a role conflict may change it, RFC 8445 §7.3.1.1)."""
-        return self._controlling
+        return self._selector.controlling
 
     @property
     def state(self) -> IceTransportState:
@@ -231,7 +206,7 @@ class IceAgent:
     @property
     def gathering_state(self) -> IceGatheringState:
         """The W3C gathering state of the newest generation."""
-        return self._gathering_state
+        return self._gathering.state
 
     @property
     def local_credentials(self) -> tuple[str, str]:
@@ -294,8 +269,8 @@ class IceAgent:
         if gen.bases is not None:
             gen.bases.append(address)
         if gen.gathering_started and not gen.gathering_complete:
-            self._gather_base(gen, address, len(self._bases) - 1, now)
-            self._check_gathering_complete(gen)
+            self._gathering.gather_base(gen, address, len(self._bases) - 1, now)
+            self._gathering.check_complete(gen)
         self._update_state(now)
 
     def remove_base(self, address: Address, now: float) -> None:
@@ -314,11 +289,9 @@ class IceAgent:
                 if pair.base == address:
                     pair.state = PairState.FAILED
             self._note_exhausted(gen, now)
-        for tid, tx in list(self._transactions.items()):
-            if tx.local == address:
-                del self._transactions[tid]
-                if tx.kind == "srflx":
-                    self._srflx_done(tx.generation)  # never answered: gathering goes on
+        for tx in self._transactions.remove_where(lambda tx: tx.local == address):
+            if tx.kind is TxKind.SRFLX:
+                self._gathering.on_abandoned(tx)  # never answered: gathering goes on
         if self._selected is not None and self._selected.base == address:
             self._lose_selected(now, "local address removed")
 
@@ -327,14 +300,7 @@ class IceAgent:
         gen = self._generations[-1]
         if self._closed or gen.gathering_started:
             return
-        gen.gathering_started = True
-        self._update_gathering_state()  # webrtc-pc: "gathering" is reported even when it is instant
-        if gen.bases is None:
-            gen.bases = list(self._bases)
-        for index, base in enumerate(gen.bases):
-            self._gather_base(gen, base, index, now)
-        self._check_gathering_complete(gen)
-        self._update_gathering_state()
+        self._gathering.start(gen, self._bases, now)
         self._update_state(now)
 
     def restart(
@@ -370,14 +336,11 @@ class IceAgent:
         self._check_new_credentials(credentials)  # before anything changes
         for base in remove_bases:
             self._remove_base(base, now)
-        role_before = self._controlling
+        role_before = self.controlling
         if controlling is not None:
             self._set_role(controlling)
-        for tx in self._transactions.values():
-            if tx.kind == "check" and not tx.cancelled:
-                # The older generations' checks stop here (a late answer still counts).
-                tx.cancelled = True
-                tx.max_attempts = tx.attempts
+        for tx in self._transactions.live_checks():
+            tx.cancel()  # the older generations' checks stop here (a late answer still counts)
         gen = self._new_generation(credentials)
         gen.role_before_restart = role_before
         if answering:
@@ -405,7 +368,7 @@ class IceAgent:
         self._release(gen)
         if gen.role_before_restart is not None:
             self._set_role(gen.role_before_restart)  # the restart's role goes with it
-        self._update_gathering_state()
+        self._gathering.update_state()
         self._update_state(now)
         return True
 
@@ -436,7 +399,7 @@ class IceAgent:
         if any(g.remote_ufrag == ufrag for g in self._generations):
             raise IceError("these remote credentials belong to an older generation")
         gen.remote_ufrag, gen.remote_pwd, gen.remote_lite = ufrag, pwd, lite
-        if lite and not self._controlling:
+        if lite and not self.controlling:
             # RFC 8445 §6.1.1: a full agent facing a lite one is controlling.
             self._set_role(True)
         gen.next_check_at = now
@@ -554,10 +517,10 @@ class IceAgent:
         pair.bytes_received += len(data)
         pair.packets_received += 1
         if pair is self._selected:
-            self._note_resumed(pair, now)
+            self._consent.note_resumed(pair, now)
         pair.last_received = now
         if pair is not self._selected:
-            self._maybe_follow(pair, now)  # the peer sends on another path: ours died?
+            self._consent.maybe_follow(pair, now)  # the peer sends on another path: ours died?
         elif not self._receiving:
             self._update_state(now)
         return data
@@ -598,8 +561,9 @@ class IceAgent:
             if at is not None and (best is None or at < best.at):
                 best = Deadline(at, reason)
 
-        for tx in self._transactions.values():
-            consider(tx.next_at, f"{tx.kind} retransmit")
+        tx = self._transactions.earliest()
+        if tx is not None:
+            consider(tx.next_at, RETRANSMIT_REASON[tx.kind])
         for gen in self._generations:
             if gen.draining:
                 consider(gen.draining_until, f"release generation {gen.index}")
@@ -612,8 +576,9 @@ class IceAgent:
             ):
                 at = max(gen.next_check_at, gen.hold_checks_until or 0.0)
                 consider(at, f"pacing generation {gen.index}")
-            if self._wants_nomination(gen) and gen.first_valid_at is not None:
-                consider(gen.first_valid_at + self.config.nomination_delay, "nomination")
+            nominate_at = self._selector.nomination_due(gen)
+            if nominate_at is not None:
+                consider(nominate_at, "nomination")
             if (
                 gen.exhausted_at is not None
                 and not gen.failed
@@ -621,21 +586,17 @@ class IceAgent:
                 and gen.gathering_complete
             ):
                 consider(gen.exhausted_at + self.config.failed_timeout, "failed timeout")
-        consider(self._silence_due(), "path silence")
+        self._consent.deadlines(consider)
         pair = self._selected
-        if pair is not None:
-            consider(pair.next_keepalive, "consent check")
-            if pair.last_consent is not None:
-                consider(pair.last_consent + self.config.consent_timeout, "consent expiry")
-            if self._receiving and pair.last_received is not None:
-                consider(pair.last_received + self.config.disconnected_timeout, "disconnected")
+        if pair is not None and self._receiving and pair.last_received is not None:
+            consider(pair.last_received + self.config.disconnected_timeout, "disconnected")
         return best
 
     def handle_timer(self, now: float) -> None:
         """Do whatever is due at `now`: retransmits, paced checks, consent, state timeouts."""
         if self._closed:
             return
-        for tx in [t for t in self._transactions.values() if t.next_at <= now]:
+        for tx in self._transactions.due(now):
             self._transaction_timer(tx, now)
         newest = self._generations[-1]
         for gen in list(self._generations):
@@ -655,27 +616,9 @@ class IceAgent:
             ):
                 if self._send_next_check(gen, now):
                     gen.next_check_at = now + self.config.ta
-            self._maybe_nominate(gen, now)
+            self._selector.maybe_nominate(gen, now)
             self._check_failed(gen, now)
-        silent_at = self._silence_due()
-        if silent_at is not None and now >= silent_at and self._selected is not None:
-            self._silence_reported = True
-            self._events.append(
-                PathSilent(
-                    self._selected.generation, now - (silent_at - self.config.switch_silence)
-                )
-            )
-        pair = self._selected
-        if pair is not None:
-            if (
-                pair.last_consent is not None
-                and now >= pair.last_consent + self.config.consent_timeout
-            ):
-                self._revoke_consent(
-                    pair, now, f"no consent response for {self.config.consent_timeout:g} s"
-                )
-            elif pair.next_keepalive is not None and now >= pair.next_keepalive:
-                self._send_consent(pair, now)
+        self._consent.handle_timer(now)
         self._update_state(now)
 
     # ----------------------------------------------------------------- generations
@@ -732,9 +675,7 @@ class IceAgent:
         if gen not in self._generations:
             return
         self._generations.remove(gen)
-        for tid, tx in list(self._transactions.items()):
-            if tx.generation is gen:
-                del self._transactions[tid]
+        self._transactions.remove_where(lambda tx: tx.generation is gen)
         self._events.append(GenerationReleased(gen.index, gen.ufrag))
         logger.debug("released generation %d", gen.index)
         self._release_unused_bases()
@@ -748,75 +689,6 @@ class IceAgent:
             self._bases.remove(base)
             self._events.append(BaseReleased(base))
 
-    # ----------------------------------------------------------------- gathering
-
-    def _gather_base(self, gen: Generation, base: Address, index: int, now: float) -> None:
-        host, port = base
-        cand = Candidate(
-            foundation=foundation_for("host", host),
-            component=1,
-            transport="udp",
-            priority=candidate_priority("host", local_preference(host, index)),
-            host=host,
-            port=port,
-            type="host",
-            generation=gen.index,
-            ufrag=gen.ufrag,
-            base=base,
-        )
-        self._add_local_candidate(gen, cand, now)
-        for server in self.config.stun_servers:
-            if _family(server[0]) == _family(host):
-                gen.srflx_pending += 1
-                self._start_srflx(gen, base, server, now)
-
-    def _add_local_candidate(self, gen: Generation, cand: Candidate, now: float) -> None:
-        gen.local_candidates.append(cand)
-        self._events.append(LocalCandidateGathered(cand, gen.ufrag, gen.index))
-        if cand.type != "host":
-            return  # RFC 8445 §6.1.2.4: srflx pairs are pruned to their host base
-        for remote in gen.remote_candidates:
-            self._add_pair(gen, cand, remote, now)
-
-    def _start_srflx(self, gen: Generation, base: Address, server: Address, now: float) -> None:
-        tid = self._new_tid()
-        msg = stun.Message(
-            method=stun.Method.BINDING, message_class=stun.MessageClass.REQUEST, transaction_id=tid
-        )
-        data = stun.encode(msg, fingerprint=True)
-        self._transactions[tid] = _Transaction(
-            tid, "srflx", data, base, server, gen, None, False, now,
-            now + self.config.stun_rto, self.config.stun_rto, 1, self.config.stun_attempts,
-        )  # fmt: skip
-        self._transmits.append(Transmit(data, base, server))
-
-    def _srflx_done(self, gen: Generation) -> None:
-        gen.srflx_pending -= 1
-        self._check_gathering_complete(gen)
-        self._update_gathering_state()
-
-    def _check_gathering_complete(self, gen: Generation) -> None:
-        if gen.gathering_started and not gen.gathering_complete and gen.srflx_pending <= 0:
-            gen.gathering_complete = True
-            self._events.append(GatheringComplete(gen.ufrag, gen.index))
-            self._update_gathering_state()
-
-    def _update_gathering_state(self) -> None:
-        gen = self._generations[-1]
-        if gen.gathering_complete:
-            state = IceGatheringState.COMPLETE
-        elif gen.gathering_started:
-            state = IceGatheringState.GATHERING
-        else:
-            state = (
-                self._gathering_state
-                if self._gathering_state is IceGatheringState.NEW
-                else IceGatheringState.GATHERING
-            )
-        if state is not self._gathering_state:
-            self._gathering_state = state
-            self._events.append(GatheringStateChanged(state))
-
     # ----------------------------------------------------------------- pairs and checks
 
     def _add_pair(
@@ -828,7 +700,7 @@ class IceAgent:
         *,
         learned: bool = False,
     ) -> CandidatePair | None:
-        if _family(local.host) != _family(remote.host) or local.base is None:
+        if family(local.host) != family(remote.host) or local.base is None:
             return None
         path = (local.base, remote.address)
         existing = gen.pairs_by_path.get(path)
@@ -845,8 +717,9 @@ class IceAgent:
             remote=remote,
             priority=0,
             generation=gen.index,
+            owner=gen,
         )
-        pair.set_priority(self._controlling)
+        pair.set_priority(self.controlling)
         # RFC 8445 §6.1.2.6: one Waiting pair per foundation, the rest Frozen.
         busy = any(
             p.local.foundation == local.foundation and p.state in PENDING_STATES for p in gen.pairs
@@ -893,81 +766,45 @@ class IceAgent:
             priority=candidate_priority("prflx", local_pref),
             use_candidate=nominate,
         )
-        if self._controlling:
-            msg.ice_controlling = self.tie_breaker
-        else:
-            msg.ice_controlled = self.tie_breaker
+        self._selector.stamp(msg, self.tie_breaker)
         return stun.encode(msg, integrity_key=stun.short_term_key(gen.remote_pwd), fingerprint=True)
 
     def _send_check(
         self, gen: Generation, pair: CandidatePair, now: float, *, nominate: bool
     ) -> None:
+        """A connectivity check on `pair` (RFC 8445 §7.2.4), nominating or not."""
+        transactions = self._transactions
         # A new check on a pair supersedes its outstanding one (RFC 8445 §7.2.5.4).
-        for tx in list(self._transactions.values()):
-            if tx.pair is pair and tx.kind == "check" and not tx.cancelled:
-                if tx.nominate and not nominate:
-                    return  # never let an ordinary check cancel a nomination
-                tx.cancelled = True
-                tx.max_attempts = tx.attempts
-        tid = self._new_tid()
+        for tx in transactions.live_checks(pair):
+            if tx.nominate and not nominate:
+                return  # never let an ordinary check cancel a nomination
+            tx.cancel()
+        tid = transactions.new_tid()
         data = self._check_request(gen, pair, tid, nominate)
         if pair.state is not PairState.SUCCEEDED:
             pair.state = PairState.IN_PROGRESS
         pair.requests_sent += 1
         gen.checks_sent = True
-        rto = self.config.check_rto
-        self._transactions[tid] = _Transaction(
-            tid, "check", data, pair.base, pair.remote.address, gen, pair, nominate, now, now + rto, rto, 1,
-            self.config.max_check_attempts,
+        tx = transactions.start(
+            tid=tid, kind=TxKind.CHECK, data=data, local=pair.base, remote=pair.remote.address,
+            generation=gen, now=now, rto=self.config.check_rto,
+            max_attempts=self.config.max_check_attempts, pair=pair, nominate=nominate,
         )  # fmt: skip
-        self._transmits.append(Transmit(data, pair.base, pair.remote.address))
+        self._transmits.append(tx.transmit())
 
-    def _send_consent(self, pair: CandidatePair, now: float) -> None:
-        gen = self._generation_of(pair)
-        pair.next_keepalive = now + self._jitter(self.config.keepalive)
-        if gen is None or not gen.has_remote or pair.consent_revoked:
-            return
-        tid = self._new_tid()
-        # A controlling agent nominates on every consent check of the pair in use, as
-        # libwebrtc's default (semi-aggressive) nomination does: when a NAT rebinds our
-        # mapping, the check reaches the peer from a new address and the peer moves to
-        # it at once (docs/ice.md). Harmless otherwise: the pair is nominated already.
-        nominate = self._controlling and pair is self._selected
-        data = self._check_request(gen, pair, tid, nominate=nominate)
-        pair.consent_requests_sent += 1
-        # RFC 7675 §5.1: consent checks are not retransmitted; the next one is due anyway.
-        self._transactions[tid] = _Transaction(
-            tid, "consent", data, pair.base, pair.remote.address, gen, pair, False, now,
-            now + self.config.consent_timeout, 0.0, 1, 1,
-        )  # fmt: skip
-        self._transmits.append(Transmit(data, pair.base, pair.remote.address))
-
-    def _transaction_timer(self, tx: _Transaction, now: float) -> None:
-        if tx.attempts < tx.max_attempts:
-            tx.attempts += 1
-            tx.rto = min(tx.rto * 2, self.config.max_check_rto if tx.kind == "check" else 8.0)
-            tx.next_at = now + tx.rto
-            tx.sent_at = now
-            self._transmits.append(Transmit(tx.data, tx.local, tx.remote))
+    def _transaction_timer(self, tx: Transaction, now: float) -> None:
+        """A request's timeout: send it again, or act on its failure once attempts are spent."""
+        again = self._transactions.retransmit(tx, now, self.config)
+        if again is not None:
+            self._transmits.append(again)
             if tx.pair is not None:
                 tx.pair.requests_sent += 1
             return
-        del self._transactions[tx.tid]
         if tx.cancelled:
             return
-        if tx.kind == "srflx":
-            host, port = tx.local
-            self._events.append(
-                CandidateErrorEvent(
-                    host,
-                    port,
-                    f"stun:{tx.remote[0]}:{tx.remote[1]}",
-                    701,
-                    "STUN server did not answer",
-                )
-            )
-            self._srflx_done(tx.generation)
-        elif tx.kind == "check" and tx.pair is not None:
+        if tx.kind is TxKind.SRFLX:
+            self._gathering.on_timeout(tx, now)
+        elif tx.kind is TxKind.CHECK and tx.pair is not None:
             self._check_failed_pair(tx.generation, tx.pair, now)
 
     def _check_failed_pair(self, gen: Generation, pair: CandidatePair, now: float) -> None:
@@ -995,36 +832,6 @@ class IceAgent:
         if gen.remote_end_of_candidates or now >= gen.exhausted_at + self.config.failed_timeout:
             gen.failed = True
             logger.info("generation %d failed: no pair worked", gen.index)
-
-    def _wants_nomination(self, gen: Generation) -> bool:
-        """True when the controlling agent still has to nominate a valid pair of `gen`."""
-        return (
-            self._controlling
-            and gen.first_valid_at is not None
-            and gen.selected is None
-            and gen.nominating is None
-            and not gen.draining
-            and not gen.failed
-            and any(p.state is PairState.SUCCEEDED and not p.consent_revoked for p in gen.pairs)
-        )
-
-    def _maybe_nominate(self, gen: Generation, now: float) -> None:
-        """Regular nomination by the controlling agent (RFC 8445 §8.1.1)."""
-        if not self._wants_nomination(gen):
-            return
-        valid = [p for p in gen.pairs if p.state is PairState.SUCCEEDED and not p.consent_revoked]
-        best = max(valid, key=lambda p: p.priority)
-        better_pending = any(
-            p.priority > best.priority and p.state in PENDING_STATES for p in gen.pairs
-        )
-        waited = (
-            gen.first_valid_at is not None
-            and now >= gen.first_valid_at + self.config.nomination_delay
-        )
-        if better_pending and not waited:
-            return
-        gen.nominating = best
-        self._send_check(gen, best, now, nominate=True)
 
     # ----------------------------------------------------------------- STUN input
 
@@ -1201,8 +1008,8 @@ class IceAgent:
         # conflict there would flip the role the restart just set (docs/ice.md).
         if gen is self._generations[-1]:
             if gen.index > 0 and not gen.checks_sent:
-                self._adopt_role(msg)
-            elif self._role_conflict(msg, local, remote, key):
+                self._selector.adopt_role(msg)  # see Selector.adopt_role
+            elif self._selector.role_conflict(msg, local, remote, key):
                 return
         if gen.has_remote and not gen.draining and not self._can_learn(gen, local, remote):
             # Answering would let the peer select a pair we cannot have (issue 7): stay
@@ -1217,7 +1024,7 @@ class IceAgent:
             if pair is not None:
                 pair.requests_received += 1
                 pair.responses_sent += 1
-                self._mark_received(pair, now)
+                self._consent.mark_received(pair, now)
             return
         if not gen.has_remote:
             if len(gen.pending_checks) < self.config.max_pairs:
@@ -1226,44 +1033,11 @@ class IceAgent:
         self._learn_from_request(gen, pending, now)
         self._update_state(now)
 
-    def _adopt_role(self, msg: stun.Message) -> None:
-        """A restart's role, taken from the peer's first check when it checks first.
-
-        Browsers disagree on roles after a restart: libwebrtc makes the restart's offerer
-        controlling, Firefox keeps the roles of the first negotiation (RFC 8445 §9). So
-        until we have checked on a restart's generation ourselves, the peer's claim
-        decides, and no role conflict (487) slows the restart down (docs/ice.md).
-        """
-        if msg.ice_controlling is not None and self._controlling:
-            self.counters["role_adopted"] += 1
-            self._set_role(False)
-        elif msg.ice_controlled is not None and not self._controlling:
-            self.counters["role_adopted"] += 1
-            self._set_role(True)
-
-    def _role_conflict(
-        self, msg: stun.Message, local: Address, remote: Address, key: bytes
-    ) -> bool:
-        """RFC 8445 §7.3.1.1. Returns True when the request was answered with 487."""
-        if self._controlling and msg.ice_controlling is not None:
-            if self.tie_breaker >= msg.ice_controlling:
-                self._respond(stun.error_response(msg, 487, "Role Conflict"), local, remote, key)
-                self.counters["stun_rejected_487"] += 1
-                return True
-            self._set_role(False)
-        elif not self._controlling and msg.ice_controlled is not None:
-            if self.tie_breaker >= msg.ice_controlled:
-                self._set_role(True)
-            else:
-                self._respond(stun.error_response(msg, 487, "Role Conflict"), local, remote, key)
-                self.counters["stun_rejected_487"] += 1
-                return True
-        return False
-
     def _set_role(self, controlling: bool) -> None:
-        if controlling == self._controlling:
+        """Take a role: its selector replaces the other's, and pair priorities follow."""
+        if controlling == self.controlling:
             return
-        self._controlling = controlling
+        self._selector = selector_for(controlling, self)
         for gen in self._generations:
             for pair in gen.pairs:
                 pair.set_priority(controlling)
@@ -1321,13 +1095,10 @@ class IceAgent:
         pair.requests_received += 1
         pair.responses_sent += 1
         gen.hold_checks_until = None  # the peer has our answer: check freely
-        self._mark_received(pair, now)
-        if check.use_candidate and not self._controlling:
-            pair.use_candidate_received = True  # RFC 8445 §7.3.1.5
-            if pair.state is PairState.SUCCEEDED and not pair.consent_revoked:
-                self._select(gen, pair, now)
-                return
-        self._maybe_follow(pair, now)
+        self._consent.mark_received(pair, now)
+        if check.use_candidate and self._selector.on_use_candidate(gen, pair, now):
+            return  # RFC 8445 §7.3.1.5: the peer nominated a valid pair
+        self._consent.maybe_follow(pair, now)
         if (
             pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED)
             and pair not in gen.triggered
@@ -1349,15 +1120,16 @@ class IceAgent:
         if tx is None:
             self.counters["stun_unknown_transaction"] += 1
             return
-        if tx.kind == "srflx":
-            self._handle_srflx_response(tx, msg, now)
+        if tx.kind is TxKind.SRFLX:
+            self._transactions.remove(tx)
+            self._gathering.on_response(tx, msg, now)
             return
         gen = tx.generation
         assert gen.remote_pwd is not None
         if not stun.check_integrity(msg, stun.short_term_key(gen.remote_pwd)):
             self.counters["stun_response_bad_integrity"] += 1  # RFC 8445 §7.2.5.1: discard
             return
-        del self._transactions[tx.tid]
+        self._transactions.remove(tx)
         pair = tx.pair
         assert pair is not None
         if (local, remote) != (tx.local, tx.remote):
@@ -1370,8 +1142,8 @@ class IceAgent:
         pair.responses_received += 1
         pair.record_rtt(now - tx.sent_at)
         pair.last_consent = now
-        self._mark_received(pair, now)
-        if tx.kind == "consent":
+        self._consent.mark_received(pair, now)
+        if tx.kind is TxKind.CONSENT:
             self._note_mapped(gen, pair, msg.xor_mapped_address, now)
             self._update_state(now)
             return
@@ -1379,7 +1151,7 @@ class IceAgent:
         self._note_mapped(gen, pair, msg.xor_mapped_address, now)
 
     def _handle_error_response(
-        self, gen: Generation, tx: _Transaction, msg: stun.Message, now: float
+        self, gen: Generation, tx: Transaction, msg: stun.Message, now: float
     ) -> None:
         pair = tx.pair
         assert pair is not None
@@ -1393,52 +1165,22 @@ class IceAgent:
             # the pair again (a consent check is simply repeated at its next interval).
             sent_controlling = stun.decode(tx.data).ice_controlling is not None
             self._set_role(not sent_controlling)
-            if tx.kind == "check":
+            if tx.kind is TxKind.CHECK:
                 if gen.nominating is pair:
                     gen.nominating = None
                 if not gen.draining:
                     gen.triggered.append(pair)
             return
         if code == 403:
-            self._revoke_consent(pair, now, f"error {code}")  # RFC 7675 §5.2
+            self._consent.revoke(pair, now, f"error {code}")  # RFC 7675 §5.2
             return
-        if tx.kind == "consent":
+        if tx.kind is TxKind.CONSENT:
             # RFC 7675 §5.1: an error response does not refresh consent; only a 403 revokes
             # it at once, anything else lets it run out at consent_timeout.
             self.counters["consent_error_response"] += 1
             return
         self._check_failed_pair(gen, pair, now)
         self._update_state(now)
-
-    def _handle_srflx_response(self, tx: _Transaction, msg: stun.Message, now: float) -> None:
-        del self._transactions[tx.tid]
-        gen = tx.generation
-        mapped = msg.xor_mapped_address or msg.mapped_address
-        host, port = tx.local
-        if msg.message_class is stun.MessageClass.ERROR or mapped is None:
-            code = msg.error_code[0] if msg.error_code else 700
-            reason = msg.error_code[1] if msg.error_code else "no mapped address"
-            self._events.append(
-                CandidateErrorEvent(host, port, f"stun:{tx.remote[0]}:{tx.remote[1]}", code, reason)
-            )
-        elif mapped != tx.local and gen in self._generations:
-            index = self._bases.index(tx.local) if tx.local in self._bases else 0
-            cand = Candidate(
-                foundation=foundation_for("srflx", host, server=tx.remote[0]),
-                component=1,
-                transport="udp",
-                priority=candidate_priority("srflx", local_preference(host, index)),
-                host=mapped[0],
-                port=mapped[1],
-                type="srflx",
-                related_address=host,
-                related_port=port,
-                generation=gen.index,
-                ufrag=gen.ufrag,
-                base=tx.local,
-            )
-            self._add_local_candidate(gen, cand, now)
-        self._srflx_done(gen)
 
     def _note_mapped(
         self, gen: Generation, pair: CandidatePair, mapped: Address | None, now: float
@@ -1491,7 +1233,7 @@ class IceAgent:
                 previous.address,
             )  # fmt: skip
             self._events.append(
-                MappedAddressChanged(previous.address, mapped, gen.index, self._controlling)
+                MappedAddressChanged(previous.address, mapped, gen.index, self.controlling)
             )
 
     def _check_succeeded(
@@ -1505,86 +1247,21 @@ class IceAgent:
         gen.unfreeze_foundation(pair.local.foundation)
         if gen.draining:
             return
-        if nominated or (not self._controlling and pair.use_candidate_received):
-            self._select(gen, pair, now)
+        if self._selector.selects_on_success(pair, nominated):
+            self._selector.select(gen, pair, now)
         else:
-            self._maybe_nominate(gen, now)
-            self._maybe_follow(pair, now)
+            self._selector.maybe_nominate(gen, now)
+            self._consent.maybe_follow(pair, now)
         self._update_state(now)
 
-    # ----------------------------------------------------------------- selection and consent
-
-    def _generation_of(self, pair: CandidatePair) -> Generation | None:
-        for gen in self._generations:
-            if gen.index == pair.generation:
-                return gen
-        return None
-
-    def _select(self, gen: Generation, pair: CandidatePair, now: float) -> None:
-        """A nominated pair: data moves to it if its generation is the newest selected.
-
-        The latest nomination wins, as in the renomination draft (§3) and as libwebrtc's
-        controlled side does: a controlling peer nominates a pair other than the one in use
-        only when that one is dead or worse (libwebrtc's semi-aggressive nomination, our
-        own re-nomination after a NAT rebinding), and RFC 8445 §8.1.1's "highest priority
-        wins" would keep us on a dead path.
-        """
-        pair.nominated = True
-        gen.nominating = None
-        if gen.selected is pair:
-            return
-        gen.selected = pair
-        current = self._selected
-        if current is not None and current.generation > gen.index:
-            return  # an older generation finished after a newer one took over
-        self._use(gen, pair, now)
-
-    def _silent(self, pair: CandidatePair, now: float) -> bool:
-        """True when nothing arrived on `pair` for switch_silence (a dead path, not an idle one)."""
-        last = pair.last_received
-        return last is None or now - last >= self.config.switch_silence
-
-    def _maybe_follow(self, pair: CandidatePair, now: float) -> None:
-        """Move off a dead selected pair onto a live valid one of the same generation.
-
-        Called when something valid arrives on a pair other than the one in use. When
-        the pair in use has gone silent, the peer's path has moved (its NAT rebound, or
-        its address changed): a controlling agent nominates the live pair, a controlled
-        one moves to it (as libwebrtc's controlled side does), so a controlling peer that
-        never re-nominates (Firefox) still gets a working path back without a restart.
-        """
-        current = self._selected
-        if (
-            current is None
-            or pair is current
-            or pair.generation != current.generation
-            or pair.state is not PairState.SUCCEEDED
-            or pair.consent_revoked
-            or not self._silent(current, now)
-        ):
-            return
-        gen = self._generation_of(pair)
-        if gen is None or gen.draining or gen.nominating is pair:
-            return
-        self.counters["path_followed"] += 1
-        logger.info("%s is silent while %s is alive: moving", current.id, pair.id)
-        if self._controlling:
-            gen.nominating = pair  # its success selects it (_check_succeeded)
-            self._send_check(gen, pair, now, nominate=True)
-        else:
-            gen.selected = pair
-            self._use(gen, pair, now)
+    # ----------------------------------------------------------------- the pair in use
 
     def _use(self, gen: Generation, pair: CandidatePair, now: float) -> None:
         """Send data on `pair` from now on; report it; retire older generations."""
         current = self._selected
         self._selected = pair
-        self._silence_reported = False
         self._ever_connected = True
-        if pair.last_received is None:
-            pair.last_received = now
-        pair.last_consent = pair.last_consent if pair.last_consent is not None else now
-        pair.next_keepalive = now + self._jitter(self.config.keepalive)
+        self._consent.begin(pair, now)
         previous = current.generation if current is not None else None
         outage = (
             current is None
@@ -1601,32 +1278,21 @@ class IceAgent:
             pair.base,
             pair.remote.address,
         )
-        for older in self._generations:
-            if older.index < gen.index and not older.draining:
-                older.draining_until = now + self.config.release_delay
-                older.triggered.clear()
-                for tid, tx in list(self._transactions.items()):
-                    if tx.generation is older and tx.kind != "consent":
-                        del self._transactions[tid]
-        self._update_state(now)
-
-    def _revoke_consent(self, pair: CandidatePair, now: float, why: str) -> None:
-        """RFC 7675 §5.1: consent lost; nothing more goes to that 5-tuple with these credentials."""
-        pair.consent_revoked = True
-        pair.state = PairState.FAILED
-        for tid, tx in list(self._transactions.items()):
-            if tx.pair is pair:
-                del self._transactions[tid]
-        logger.info("consent lost on %s: %s", pair.id, why)
-        if pair is self._selected:
-            self._lose_selected(now, why)
+        retired = [g for g in self._generations if g.index < gen.index and not g.draining]
+        for older in retired:
+            older.draining_until = now + self.config.release_delay
+            older.triggered.clear()
+        if retired:  # they keep their consent checks, and nothing else
+            self._transactions.remove_where(
+                lambda tx: tx.generation in retired and tx.kind is not TxKind.CONSENT
+            )
         self._update_state(now)
 
     def _lose_selected(self, now: float, why: str) -> None:
         pair = self._selected
         assert pair is not None
         self._selected = None
-        gen = self._generation_of(pair)
+        gen = pair.owner
         if gen is not None:
             gen.selected = None
             if gen is self._generations[-1]:
@@ -1637,26 +1303,6 @@ class IceAgent:
     def _early_check_from(self, local: Address, remote: Address) -> bool:
         gen = self._generations[-1]
         return any(p.local == local and p.remote == remote for p in gen.pending_checks)
-
-    def _note_resumed(self, pair: CandidatePair, now: float) -> None:
-        """The pair in use hears again after an outage: what was sent meanwhile is lost."""
-        self._silence_reported = False
-        if pair.last_received is not None and now - pair.last_received > OUTAGE_SILENCE:
-            self._events.append(PathResumed(pair.generation, now - pair.last_received))
-
-    def _silence_due(self) -> float | None:
-        """When the pair in use will have been silent for switch_silence (PathSilent)."""
-        pair = self._selected
-        if pair is None or self._silence_reported or pair.last_received is None:
-            return None
-        return pair.last_received + self.config.switch_silence
-
-    def _mark_received(self, pair: CandidatePair, now: float) -> None:
-        if pair is self._selected:
-            self._note_resumed(pair, now)
-        pair.last_received = now
-        if pair is self._selected and not self._receiving:
-            self._update_state(now)
 
     # ----------------------------------------------------------------- state
 
@@ -1671,7 +1317,7 @@ class IceAgent:
             and now < pair.last_received + self.config.disconnected_timeout
         )
         self._receiving = receiving
-        sel_gen = self._generation_of(pair) if pair is not None else None
+        sel_gen = pair.owner if pair is not None else None
         completed = (
             sel_gen is not None
             and sel_gen.gathering_complete
@@ -1705,12 +1351,3 @@ class IceAgent:
             previous, self._state = self._state, state
             self._events.append(StateChanged(state, previous))
             logger.debug("state %s -> %s", previous.value, state.value)
-
-    # ----------------------------------------------------------------- helpers
-
-    def _new_tid(self) -> bytes:
-        return self._rng.getrandbits(96).to_bytes(12, "big")
-
-    def _jitter(self, interval: float) -> float:
-        """RFC 7675 §5.1: randomize to 0.8-1.2 of the interval."""
-        return interval * (0.8 + 0.4 * self._rng.random())

@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 
 from ..addresses import Address
+from ..errors import UnbrokenError
 
 CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
 
@@ -39,8 +40,11 @@ _HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}\.?$)(?:{_LABEL}\.)*{_LABEL}\.?$")
 _MDNS_NAME_RE = re.compile(rf"^{_LABEL}\.local$", re.IGNORECASE)
 
 
-class CandidateError(ValueError):
-    """A candidate line or value that breaks the grammar or is out of range."""
+class CandidateError(UnbrokenError, ValueError):
+    """A candidate line or value that breaks the grammar or is out of range.
+
+    A ValueError too, as it always was, so existing `except ValueError` still catches it.
+    """
 
 
 class HostnameCandidateError(CandidateError):

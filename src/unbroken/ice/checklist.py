@@ -37,7 +37,7 @@ class CandidatePair:
     local: Candidate
     remote: Candidate
     priority: int
-    generation: int
+    generation: int  # the index of `owner`, for stats and events
     state: PairState = PairState.FROZEN
     nominated: bool = False
     use_candidate_received: bool = False
@@ -58,6 +58,9 @@ class CandidatePair:
     responses_received: int = 0
     consent_requests_sent: int = 0
     mapped_seen: bool = False  # a success response told us how the peer sees us
+    # The generation the pair belongs to (`generation` is its index). The agent always
+    # sets it; None only for a pair built on its own (priority arithmetic in tests).
+    owner: Generation | None = field(default=None, repr=False)
 
     @property
     def base(self) -> Address:
@@ -107,7 +110,7 @@ class Generation:
     remote_lite: bool = False
     gathering_started: bool = False
     gathering_complete: bool = False
-    srflx_pending: int = 0
+    gathering_pending: int = 0  # server queries (srflx; TURN allocations later) unanswered
     local_candidates: list[Candidate] = field(default_factory=list)
     remote_candidates: list[Candidate] = field(default_factory=list)
     remote_end_of_candidates: bool = False
@@ -124,7 +127,7 @@ class Generation:
     draining_until: float | None = None
     role_before_restart: bool | None = None  # restored if the restart is rolled back
     hold_checks_until: float | None = None  # answering a restart: see IceAgent.restart
-    checks_sent: bool = False  # a check of ours went out (roles: see IceAgent._adopt_role)
+    checks_sent: bool = False  # a check of ours went out (roles: see Selector.adopt_role)
     bases: list[Address] | None = None  # the sockets it gathers on (set when gathering starts)
 
     @property

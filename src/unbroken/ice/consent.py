@@ -1,0 +1,171 @@
+"""Consent freshness (RFC 7675) and liveness of the pair in use: keepalives, silence, following.
+
+Theory of operation
+-------------------
+While a pair carries data the agent sends a consent check on it every
+`IceConfig.keepalive` (randomized 0.8-1.2, RFC 7675 §5.1); each authenticated answer
+refreshes consent, and `consent_timeout` without one (or a 403) revokes it: nothing more
+goes to that 5-tuple with these credentials. The checks double as keepalives, so a
+healthy idle pair hears something well within `disconnected_timeout`.
+
+Silence is watched separately: the pair in use that has heard nothing for
+`switch_silence` is reported (`PathSilent`) and, when something valid arrives on another
+pair of its generation meanwhile, abandoned for that one (`maybe_follow`: the peer's
+path moved). When it hears again after an outage, `PathResumed` is reported.
+
+The pacing of consent and keepalives (what an idle connection costs) is decided here:
+`begin` schedules the first check, `send` the next ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .checklist import CandidatePair, PairState
+from .events import PathResumed, PathSilent
+from .transactions import TxKind
+
+if TYPE_CHECKING:
+    from .agent import IceAgent
+
+logger = logging.getLogger(__name__)
+
+# Nothing heard on the pair given up for this long means packets were being lost on it
+# (a data channel sending every 10-50 ms hears acknowledgements far more often).
+OUTAGE_SILENCE = 0.2
+
+
+class Consent:
+    """Consent checks, their expiry, and silence of the pair in use."""
+
+    __slots__ = ("_agent", "silence_reported")
+
+    def __init__(self, agent: IceAgent) -> None:
+        self._agent = agent
+        self.silence_reported = False  # PathSilent reported for the current silence
+
+    def begin(self, pair: CandidatePair, now: float) -> None:
+        """`pair` is now in use: consent runs from here (data on it counts as heard)."""
+        self.silence_reported = False
+        if pair.last_received is None:
+            pair.last_received = now
+        pair.last_consent = pair.last_consent if pair.last_consent is not None else now
+        pair.next_keepalive = now + self.jitter(self._agent.config.keepalive)
+
+    def jitter(self, interval: float) -> float:
+        """RFC 7675 §5.1: randomize to 0.8-1.2 of the interval."""
+        return interval * (0.8 + 0.4 * self._agent._rng.random())
+
+    def send(self, pair: CandidatePair, now: float) -> None:
+        """One consent check on `pair`, and the next one scheduled."""
+        agent = self._agent
+        gen = pair.owner
+        pair.next_keepalive = now + self.jitter(agent.config.keepalive)
+        if gen is None or not gen.has_remote or pair.consent_revoked:
+            return
+        transactions = agent._transactions
+        tid = transactions.new_tid()
+        nominate = agent._selector.nominates_consent(pair)
+        data = agent._check_request(gen, pair, tid, nominate=nominate)
+        pair.consent_requests_sent += 1
+        # RFC 7675 §5.1: consent checks are not retransmitted; the next one is due anyway.
+        tx = transactions.start(
+            tid=tid, kind=TxKind.CONSENT, data=data, local=pair.base, remote=pair.remote.address,
+            generation=gen, now=now, rto=0.0, max_attempts=1,
+            timeout=agent.config.consent_timeout, pair=pair,
+        )  # fmt: skip
+        agent._transmits.append(tx.transmit())
+
+    def revoke(self, pair: CandidatePair, now: float, why: str) -> None:
+        """RFC 7675 §5.1: consent lost; nothing more goes to that 5-tuple with these credentials."""
+        agent = self._agent
+        pair.consent_revoked = True
+        pair.state = PairState.FAILED
+        agent._transactions.remove_where(lambda tx: tx.pair is pair)
+        logger.info("consent lost on %s: %s", pair.id, why)
+        if pair is agent._selected:
+            agent._lose_selected(now, why)
+        agent._update_state(now)
+
+    def silent(self, pair: CandidatePair, now: float) -> bool:
+        """True when nothing arrived on `pair` for switch_silence (a dead path, not an idle one)."""
+        last = pair.last_received
+        return last is None or now - last >= self._agent.config.switch_silence
+
+    def maybe_follow(self, pair: CandidatePair, now: float) -> None:
+        """Move off a dead selected pair onto a live valid one of the same generation.
+
+        Called when something valid arrives on a pair other than the one in use. When
+        the pair in use has gone silent, the peer's path has moved (its NAT rebound, or
+        its address changed): a controlling agent nominates the live pair, a controlled
+        one moves to it (as libwebrtc's controlled side does), so a controlling peer that
+        never re-nominates (Firefox) still gets a working path back without a restart.
+        """
+        agent = self._agent
+        current = agent._selected
+        if (
+            current is None
+            or pair is current
+            or pair.generation != current.generation
+            or pair.state is not PairState.SUCCEEDED
+            or pair.consent_revoked
+            or not self.silent(current, now)
+        ):
+            return
+        gen = pair.owner
+        if gen is None or gen.draining or gen.nominating is pair:
+            return
+        agent.counters["path_followed"] += 1
+        logger.info("%s is silent while %s is alive: moving", current.id, pair.id)
+        agent._selector.follow(gen, pair, now)
+
+    def note_resumed(self, pair: CandidatePair, now: float) -> None:
+        """The pair in use hears again after an outage: what was sent meanwhile is lost."""
+        self.silence_reported = False
+        if pair.last_received is not None and now - pair.last_received > OUTAGE_SILENCE:
+            self._agent._events.append(PathResumed(pair.generation, now - pair.last_received))
+
+    def silence_due(self) -> float | None:
+        """When the pair in use will have been silent for switch_silence (PathSilent)."""
+        pair = self._agent._selected
+        if pair is None or self.silence_reported or pair.last_received is None:
+            return None
+        return pair.last_received + self._agent.config.switch_silence
+
+    def mark_received(self, pair: CandidatePair, now: float) -> None:
+        """Something authenticated arrived on `pair`."""
+        agent = self._agent
+        if pair is agent._selected:
+            self.note_resumed(pair, now)
+        pair.last_received = now
+        if pair is agent._selected and not agent._receiving:
+            agent._update_state(now)
+
+    def deadlines(self, consider: Callable[[float | None, str], None]) -> None:
+        """Offer this part's deadlines to get_timer: silence, next check, expiry."""
+        agent = self._agent
+        consider(self.silence_due(), "path silence")
+        pair = agent._selected
+        if pair is not None:
+            consider(pair.next_keepalive, "consent check")
+            if pair.last_consent is not None:
+                consider(pair.last_consent + agent.config.consent_timeout, "consent expiry")
+
+    def handle_timer(self, now: float) -> None:
+        """Report silence, expire consent, or send the next consent check, as due."""
+        agent = self._agent
+        config = agent.config
+        silent_at = self.silence_due()
+        if silent_at is not None and now >= silent_at and agent._selected is not None:
+            self.silence_reported = True
+            silent_for = now - (silent_at - config.switch_silence)
+            agent._events.append(PathSilent(agent._selected.generation, silent_for))
+        pair = agent._selected
+        if pair is None:
+            return
+        if pair.last_consent is not None and now >= pair.last_consent + config.consent_timeout:
+            self.revoke(pair, now, f"no consent response for {config.consent_timeout:g} s")
+        elif pair.next_keepalive is not None and now >= pair.next_keepalive:
+            self.send(pair, now)
