@@ -35,6 +35,7 @@ from unbroken.jsep import (
     StartGathering,
     StartTransports,
     application_section,
+    credentials_of,
 )
 from unbroken.jsep.credentials import Credentials
 from unbroken.jsep.errors import JsepAccessError, JsepStateError
@@ -672,6 +673,27 @@ def test_pranswer_to_a_restart_offer_then_answer(pair: tuple[Endpoint, Endpoint]
         "AnswerApplied",
         "StartTransports",
     ]
+    assert a.agent.generation == 1 and b.agent.generation == 1
+
+
+def test_create_answer_after_a_pranswer_keeps_its_credentials(
+    pair: tuple[Endpoint, Endpoint],
+) -> None:
+    # The offerer holds the pranswer's credentials already: new ones in the final answer
+    # would be refused as changed from the provisional answer.
+    a, b = pair
+    negotiate(a, b)
+    offer = a.offer(restart=True)
+    a.set_local("offer", offer)
+    b.set_remote("offer", offer)
+    pranswer = b.answer()
+    b.set_local("pranswer", pranswer)
+    a.set_remote("pranswer", pranswer)
+    answer = b.answer()
+    assert credentials_of(answer) == credentials_of(pranswer)
+    b.set_local("answer", answer)
+    a.set_remote("answer", answer)
+    assert a.state is b.state is SignalingState.STABLE
     assert a.agent.generation == 1 and b.agent.generation == 1
 
 

@@ -284,6 +284,10 @@ class JsepSession:
                 f"createAnswer needs a remote offer; signaling state is {self.signaling.value}"
             )
         assert self.pending_remote is not None
+        if self.signaling is SignalingState.HAVE_LOCAL_PRANSWER:
+            # The offerer holds our provisional answer's credentials already: new ones in
+            # the final answer would be another restart, refused mid-negotiation.
+            return self.credentials.current, self.pending_remote
         return self.credentials.for_answer(self.remote_restart), self.pending_remote
 
     def restart_ice(self) -> None:
