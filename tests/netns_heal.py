@@ -152,7 +152,15 @@ class HealNet:
 
     def handover(self, new: str = A_MOVED) -> None:
         """A's address on a0 replaced (`ip addr del` + `add`): a network handover."""
+        self.drop_address()
+        self.add_address(new)
+
+    def drop_address(self) -> None:
+        """A's address on a0 removed (the first half of a handover)."""
         self.a.ip("addr", "del", f"{self.a_address}/24", "dev", "a0")
+
+    def add_address(self, new: str = A_MOVED) -> None:
+        """`new` added on a0 (the second half of a handover)."""
         self.a.ip("addr", "add", f"{new}/24", "dev", "a0")
         self.a_address = new
 

@@ -7,7 +7,8 @@ PerfectNegotiator, and `unbroken.recovery.attach()` on our peers; no application
 handler. Faults: (a) a handover (A's address replaced), (b) A's link down 5 s then up,
 (c) the interface carrying the selected pair deleted while A has a second one, (d) 30%
 loss each way for 10 s (nftables, input hook), (e) the signaling server killed and
-restarted (Redis keeps its sessions) during a handover. Each test checks that every
+restarted (Redis keeps its sessions) during a handover, (f) a handover in two steps
+with A's watcher seeing the moment A has no address. Each test checks that every
 message arrived exactly once and in order, and logs the healing time (timing targets
 live in benchmarks/healing.py, not here).
 
@@ -90,8 +91,12 @@ async def call_on(net: HealNet, kind: str, port: int) -> Call:
 
 
 def restarts(call: Call, side: str) -> list[Any]:
+    return actions(call, side, "restart")
+
+
+def actions(call: Call, side: str, action: str) -> list[Any]:
     peer = call.a if side == "a" else call.b
-    return [e for _, e in peer.events if e.action == "restart"]
+    return [e for _, e in peer.events if e.action == action]
 
 
 def check_network_trigger(call: Call) -> None:
@@ -170,6 +175,29 @@ async def test_c_interface_gone(net2: HealNet) -> None:
         assert now is not None and now != address
         await check_delivery(call)
         check_network_trigger(call)
+    finally:
+        await call.close()
+        await server.close()
+
+
+async def test_f_address_replaced_in_two_steps(net: HealNet) -> None:
+    """(f) A's only address removed, the new one added once A's watcher has seen the removal.
+
+    A restart in between would gather nothing and fail (ICE `failed`, then a retry
+    seconds later): recovery waits instead, and restarts when the address is there.
+    """
+    server = await InProcessServer(net).start()
+    call = await call_on(net, "ours", server.port)
+    try:
+        t0 = time.monotonic()
+        net.drop_address()
+        await call.watch.until(lambda: bool(actions(call, "a", "waiting")), 10, "A waiting")
+        net.add_address()
+        heal = await call.until_healed(t0, HEAL_TIMEOUT)
+        log.info("(f) two-step handover healed: first %.3f s", heal.first)
+        await check_delivery(call)
+        assert "failed" not in [s for _, s in call.a.ice_states], call.report()
+        assert "address added" in restarts(call, "a")[0].trigger
     finally:
         await call.close()
         await server.close()
@@ -284,17 +312,19 @@ async def test_aiortc_under_fault(fault: str) -> None:
             ProcessServer(net) if fault.startswith("e-") else InProcessServer(net)
         ).start()
         call = await call_on(net, "aiortc", server.port)
-        t0 = time.monotonic()
+        # t0: the fault in effect. A message sent while `ip` (or the kill) still ran may
+        # have crossed the old path, and is not what this test asks about.
         if fault == "a-handover":
             net.handover()
+            t0 = time.monotonic()
         elif fault == "b-link-flap":
             net.link(False)
             await asyncio.sleep(OUTAGE)  # the fault's length
             net.link(True)
         elif fault == "c-interface-gone":
             address = await call.ta.call(_aiortc_nominated(call.a))
-            t0 = time.monotonic()
             net.remove({A_ADDRESS: "a0", A1_ADDRESS: "a1"}[address])
+            t0 = time.monotonic()
         elif fault == "d-loss":
             net.loss(LOSS)
             await asyncio.sleep(LOSS_FOR)  # the fault's length
@@ -303,6 +333,7 @@ async def test_aiortc_under_fault(fault: str) -> None:
         else:
             server.kill_server()
             net.handover()
+            t0 = time.monotonic()
             await server.start_server()
         if fault in ("b-link-flap", "d-loss"):
             back = time.monotonic()
@@ -350,7 +381,10 @@ const now = () => performance.timeOrigin + performance.now();
 pc.oniceconnectionstatechange = () => st.ice.push(pc.iceConnectionState);
 pc.ondatachannel = (event) => {
   const channel = event.channel;
-  channel.onmessage = (m) => st.received.push([Number(m.data.split(" ")[0]), now()]);
+  channel.onmessage = (m) => {
+    st.received.push([Number(m.data.split(" ")[0]), now()]);
+    if (st.received.length === 1) start();
+  };
   const start = () => {
     const t0 = performance.now();
     const tick = () => {
@@ -362,14 +396,27 @@ pc.ondatachannel = (event) => {
     };
     tick();
   };
-  if (channel.readyState === "open") start(); else channel.onopen = start;
 };
 return client.peerId;
 """
+# The page starts sending on A's first message, not when the channel is announced. Chromium
+# announces a channel the peer opened as "open" at once, and a send() right then can be
+# dropped inside Chromium: its log says "Send failed INVALID_STATE" (rtc_data_channel.cc),
+# the page sees no error, and SCTP never carries the message (dcsctp's packet log: the
+# page's message 0 never left; Chromium 156, in 2 of 20 calls of the (a) and (c) tests,
+# when the peer's DCEP OPEN came with the SCTP COOKIE ACK). A's first message proves
+# Chromium's side open: A sends only after Chromium's DCEP ACK, which Chromium sends as
+# its channel opens.
 
 PAGE_STATE = """
 const st = window.heal.st;
-return { received: st.received, sent: st.sent, errors: st.errors, ice: st.ice,
+// What Chromium itself counts as sent (RTCDataChannelStats; it may lag a little): when
+// a failure says the page sent more than that, Chromium dropped a send.
+let channelSent = null;
+(await window.heal.pc.getStats()).forEach((s) => {
+  if (s.type === "data-channel") channelSent = s.messagesSent;
+});
+return { received: st.received, sent: st.sent, errors: st.errors, ice: st.ice, channelSent,
          negotiator: [window.heal.negotiator.offers, window.heal.negotiator.answers,
                       window.heal.negotiator.errors] };
 """
@@ -452,9 +499,11 @@ async def chromium_call(net: HealNet, fault: str) -> None:
                     )  # fmt: skip
                 except HarnessTimeout as exc:
                     pair = await call.ta.call(_pair(call.a))
+                    got = [int(r[0]) for r in side.state["received"]]
                     raise AssertionError(
-                        f"{exc}\nA sent {sent_a}, page got {len(side.state['received'])}; "
-                        f"A got {len(a.received)}, page sent {len(side.state['sent'])}; "
+                        f"{exc}\nA to page: {delivery_problem(got, sent_a)}; page to A: "
+                        f"{delivery_problem([r.seq for r in a.received], len(side.state['sent']))}"
+                        f" (Chromium counts {side.state['channelSent']} sent); "
                         f"A's selected pair {pair}; page ice {side.state['ice']}\n{call.report()}"
                     ) from None
                 assert delivery_problem([int(r[0]) for r in state["received"]], sent_a) is None
@@ -476,11 +525,5 @@ async def test_chromium_a_handover(net: HealNet) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug (issue 10 note): in about one run in four, after the interface is "
-    "gone and the path healed, Chromium's last message to us is not delivered within 20 s "
-    "while ours to Chromium all are",
-)
 async def test_chromium_c_interface_gone(net2: HealNet) -> None:
     await chromium_call(net2, "c")

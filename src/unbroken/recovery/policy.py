@@ -18,9 +18,12 @@ new offer (the perfect-negotiation helper in `unbroken.signaling` does). It rest
 
 A restart that does not heal (no new ICE generation connected) within `retry_after`
 is asked for again, with exponential backoff and jitter up to `retry_max`, and never
-more often than `min_interval`: a dead network does not cause a restart storm. It
-never closes the connection. Each step is reported as a `recovery` event
-(`RecoveryEvent`: the trigger, the attempt, and on success the time to heal).
+more often than `min_interval`: a dead network does not cause a restart storm. While
+the watcher sees no local address at all (between the two steps of an address
+replaced), nothing restarts, as a generation with no candidate can only fail: recovery
+waits, and the change that brings an address restarts. It never closes the connection.
+Each step is reported as a `recovery` event (`RecoveryEvent`: the trigger, the attempt,
+and on success the time to heal).
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class RecoveryPolicy:
 
 @dataclass(frozen=True)
 class RecoveryEvent:
-    """What recovery did: `action` is "restart" (asked for a restart) or "healed"."""
+    """What recovery did: `action` is "restart" (asked for a restart), "healed", or
+    "waiting" (a restart was due but there is no local address to gather on)."""
 
     action: str
     trigger: str
@@ -185,6 +189,12 @@ class Recovery(AsyncIOEventEmitter):  # type: ignore[misc]
         self._restart(trigger)
 
     def _restart(self, trigger: str) -> None:
+        if self._no_local_address():
+            # A generation with no local candidate can only fail (and say `failed`):
+            # wait for the watcher to report an address, which asks again.
+            logger.info("recovery: %s, but no local address: waiting for one", trigger)
+            self._emit("waiting", None, trigger)
+            return
         if trigger != "retry":
             self._trigger = trigger
         if self._started_at is None:
@@ -208,6 +218,11 @@ class Recovery(AsyncIOEventEmitter):  # type: ignore[misc]
         if self._retry is not None:
             self._retry.cancel()
         self._retry = self._event_loop.call_later(delay, self._retry_due, trigger)
+
+    def _no_local_address(self) -> bool:
+        """True when the running watcher sees no local address to gather on."""
+        watcher = self.watcher
+        return watcher is not None and watcher.mode != "stopped" and not watcher.addresses
 
     def _retry_due(self, trigger: str) -> None:
         self._retry = None
@@ -259,11 +274,9 @@ class Recovery(AsyncIOEventEmitter):  # type: ignore[misc]
                 return str(line.split(":", 1)[1].strip())
         return None
 
-    def _emit(self, action: str, healed_after: float | None) -> None:
-        self.emit(
-            "recovery",
-            RecoveryEvent(action, self._trigger or "retry", self.attempts, healed_after),
-        )
+    def _emit(self, action: str, healed_after: float | None, trigger: str | None = None) -> None:
+        trigger = trigger or self._trigger or "retry"
+        self.emit("recovery", RecoveryEvent(action, trigger, self.attempts, healed_after))
 
 
 async def attach(pc: Any, policy: RecoveryPolicy | None = None) -> Recovery:

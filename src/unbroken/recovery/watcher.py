@@ -61,6 +61,11 @@ class NetworkWatcher:
         self._addresses = select_addresses(self.address_filter)
         self._links: dict[int, str] = {}
 
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The local addresses `address_filter` selected at the last change seen."""
+        return tuple(self._addresses)
+
     async def start(self) -> None:
         """Subscribe (netlink, else polling); returns once changes are being watched."""
         if self._task is not None:
