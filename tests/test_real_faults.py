@@ -403,8 +403,9 @@ return client.peerId;
 # announces a channel the peer opened as "open" at once, and a send() right then can be
 # dropped inside Chromium: its log says "Send failed INVALID_STATE" (rtc_data_channel.cc),
 # the page sees no error, and SCTP never carries the message (dcsctp's packet log: the
-# page's message 0 never left; Chromium 156, in 2 of 20 calls of the (a) and (c) tests,
-# when the peer's DCEP OPEN came with the SCTP COOKIE ACK). A's first message proves
+# page's message 0 never left; Chromium 156, in 2 of 20 calls of the (a) and (c) tests;
+# a race between Chromium's own threads, seen with Chromium as the opener too:
+# docs/browser-quirks.md). A's first message proves
 # Chromium's side open: A sends only after Chromium's DCEP ACK, which Chromium sends as
 # its channel opens.
 
