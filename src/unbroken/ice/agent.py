@@ -40,7 +40,14 @@ from dataclasses import dataclass, replace
 from .. import stun
 from ..addresses import Address, Transmit, normalize_ip
 from ..errors import UnbrokenError
-from .candidate import CANDIDATE_TYPES, MAX_PRIORITY, Candidate, candidate_priority, foundation_for
+from .candidate import (
+    CANDIDATE_TYPES,
+    MAX_PRIORITY,
+    PAIRED_TYPES,
+    Candidate,
+    candidate_priority,
+    foundation_for,
+)
 from .checklist import PENDING_STATES, CandidatePair, Generation, PairState, PendingCheck
 from .config import IceConfig
 from .consent import OUTAGE_SILENCE, Consent
@@ -56,6 +63,7 @@ from .events import (
 from .gathering import Gathering, family
 from .nomination import Selector, selector_for
 from .ratelimit import TokenBucket
+from .relay import AgentRelays
 from .states import ALLOWED, IceGatheringState, IceTransportState, StateFacts, derive_state
 from .transactions import RETRANSMIT_REASON, Transaction, Transactions, TxKind
 
@@ -189,6 +197,7 @@ class IceAgent:
         self.counters: Counter[str] = Counter()
         # Error replies to unauthenticated requests (see IceConfig.error_reply_rate).
         self._error_replies = TokenBucket()
+        self._relays = AgentRelays(self, rng)  # TURN allocations (relay.py)
         self._new_generation(credentials)
 
     # ----------------------------------------------------------------- properties
@@ -282,6 +291,7 @@ class IceAgent:
         if address not in self._bases:
             return
         self._bases.remove(address)
+        self._relays.base_removed(address, now)
         for gen in self._generations:
             if gen.bases is not None and address in gen.bases:
                 gen.bases.remove(address)
@@ -444,8 +454,9 @@ class IceAgent:
             return False
         gen.remote_candidates.append(candidate)
         gen.exhausted_at = None
+        self._relays.permit(gen, candidate.host, now)
         for local in gen.local_candidates:
-            if local.type == "host":
+            if local.type in PAIRED_TYPES:
                 self._add_pair(gen, local, candidate, now)
         self._update_state(now)
         return True
@@ -468,6 +479,9 @@ class IceAgent:
             return None
         pair.bytes_sent += len(data)
         pair.packets_sent += 1
+        if self._relays.is_relayed(pair.base):  # via the TURN server: queued, not returned
+            self._relays.send(pair.base, pair.remote.address, data, now)
+            return None
         return Transmit(data, pair.base, pair.remote.address)
 
     def close(self, now: float) -> None:
@@ -477,6 +491,7 @@ class IceAgent:
         self._closed = True
         self._transactions.clear()
         self._transmits.clear()
+        self._relays.close(now)  # releases go out with the next drain
         self._selected = None
         self._update_state(now)
 
@@ -493,6 +508,8 @@ class IceAgent:
         if not data:
             self.counters["empty_datagram"] += 1  # nothing to demultiplex; DTLS would choke
             return None
+        if self._relays.owns(local, remote):  # a TURN server's datagram (relay.py)
+            return self._relays.receive(data, local, remote, now)
         if data[0] < 4:  # RFC 7983 §7: 0..3 is STUN
             self._receive_stun(data, local, remote, now)
             return None
@@ -536,15 +553,28 @@ class IceAgent:
         The one routine every driver (asyncio runtime, simulated network, test harness)
         runs after every input, so none of them can forget a part of it.
         """
+        transmits = self.datagrams_to_send()  # first: relaying may queue events
         events = list(self._events)
         self._events.clear()
         self._touched = False
-        return Output(self.datagrams_to_send(), events, self.get_timer())
+        return Output(transmits, events, self.get_timer())
 
     def datagrams_to_send(self) -> list[Transmit]:
         """STUN datagrams queued by the last inputs (drained)."""
         out, self._transmits = self._transmits, []
-        return out
+        return self._relays.wrap(out)  # relayed addresses' datagrams go via their server
+
+    def relay_stream_opened(self, key: int, local: Address, now: float) -> None:
+        """The driver opened the TCP/TLS connection a RelayStreamOpen asked for."""
+        self._relays.stream_opened(key, local, now)
+
+    def relay_stream_data(self, key: int, data: bytes, now: float) -> list[bytes]:
+        """Bytes from a TURN server connection; returns application data relayed in it."""
+        return self._relays.stream_data(key, data, now)
+
+    def relay_stream_closed(self, key: int, now: float, reason: str = "") -> None:
+        """A TURN server connection closed or could not be opened."""
+        self._relays.stream_closed(key, now, reason)
 
     def next_event(self) -> Event | None:
         """The oldest unread event, or None."""
@@ -564,6 +594,7 @@ class IceAgent:
         tx = self._transactions.earliest()
         if tx is not None:
             consider(tx.next_at, RETRANSMIT_REASON[tx.kind])
+        consider(self._relays.get_timer(), "turn")
         for gen in self._generations:
             if gen.draining:
                 consider(gen.draining_until, f"release generation {gen.index}")
@@ -596,6 +627,7 @@ class IceAgent:
         """Do whatever is due at `now`: retransmits, paced checks, consent, state timeouts."""
         if self._closed:
             return
+        self._relays.handle_timer(now)
         for tx in self._transactions.due(now):
             self._transaction_timer(tx, now)
         newest = self._generations[-1]
@@ -675,6 +707,7 @@ class IceAgent:
         if gen not in self._generations:
             return
         self._generations.remove(gen)
+        self._relays.release_generation(gen)
         self._transactions.remove_where(lambda tx: tx.generation is gen)
         self._events.append(GenerationReleased(gen.index, gen.ufrag))
         logger.debug("released generation %d", gen.index)
@@ -887,7 +920,7 @@ class IceAgent:
         Requests from the remote address of a pair we have (consent checks, mostly) skip
         the screen: decoding and authenticating them is the work we are here for.
         """
-        if local not in self._bases:
+        if local not in self._bases and not self._relays.is_relayed(local):
             self.counters["stun_on_unknown_base"] += 1
             return False
         pair = self._selected
@@ -1052,7 +1085,7 @@ class IceAgent:
         """
         if (local, remote) in gen.pairs_by_path:
             return True
-        if not any(c.type == "host" and c.base == local for c in gen.local_candidates):
+        if not any(c.type in PAIRED_TYPES and c.base == local for c in gen.local_candidates):
             return False  # gathering has not reached this base yet
         known = any(c.address == remote for c in gen.remote_candidates)
         if not known and self._prflx_count(gen) >= self.config.max_prflx_candidates:
@@ -1084,7 +1117,11 @@ class IceAgent:
         pair = gen.pairs_by_path.get((check.local, check.remote))
         if pair is None:
             local = next(
-                (c for c in gen.local_candidates if c.type == "host" and c.base == check.local),
+                (
+                    c
+                    for c in gen.local_candidates
+                    if c.type in PAIRED_TYPES and c.base == check.local
+                ),
                 None,
             )
             if local is None:
@@ -1307,6 +1344,7 @@ class IceAgent:
     # ----------------------------------------------------------------- state
 
     def _update_state(self, now: float) -> None:
+        self._relays.clock = max(self._relays.clock, now)  # what relayed sends are timed with
         pair = self._selected
         newest = self._generations[-1]
         receiving = (

@@ -22,6 +22,8 @@ from ..addresses import Address
 from ..errors import UnbrokenError
 
 CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
+# Local candidates that pair: those that are their own base (RFC 8445 §6.1.2.4 prunes srflx).
+PAIRED_TYPES = ("host", "relay")
 
 # RFC 8445 §5.1.2.2: recommended type preferences.
 TYPE_PREFERENCE = {"host": 126, "prflx": 110, "srflx": 100, "relay": 0}

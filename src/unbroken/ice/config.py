@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..addresses import Address
+from .relay import RelayOptions, RelayServer
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,15 @@ class IceConfig:
     max_prflx_candidates: int = 32
     max_generations: int = 8
     stun_servers: tuple[Address, ...] = ()
+    # TURN servers (resolved), one allocation each per base and generation (relay.py).
+    turn_servers: tuple[RelayServer, ...] = ()
+    # iceTransportPolicy "relay": only relay candidates are signalled and paired; host
+    # sockets are still the bases the allocations are made from (webrtc-pc §4.2.5).
+    relay_only: bool = False
+    # TURN client timers. An unreachable UDP server is given up after about 5.75 s
+    # (0.25 s RTO, 4 sends, RFC 8489 §6.2.1's 16 x RTO wait), not 39.5 s: gathering
+    # waits for every allocation to settle.
+    relay_options: RelayOptions = RelayOptions()
     # Hostile input (strangers' floods). A request that fails authentication gets a
     # 400/401 (RFC 5389 §10.1.2), but that reply goes to an address nobody vouched for: a
     # 20-byte request with a spoofed source makes us reflect 48 bytes at its victim. So

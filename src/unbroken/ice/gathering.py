@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING
 
 from .. import stun
 from ..addresses import Address, Transmit
-from .candidate import Candidate, candidate_priority, foundation_for, local_preference
+from .candidate import (
+    PAIRED_TYPES,
+    Candidate,
+    candidate_priority,
+    foundation_for,
+    local_preference,
+)
 from .checklist import Generation
 from .config import IceConfig
 from .events import (
@@ -37,6 +43,7 @@ from .transactions import Transaction, Transactions, TxKind
 
 if TYPE_CHECKING:
     from .agent import IceAgent
+    from .relay import AgentRelays
 
 
 def family(host: str) -> int:
@@ -70,7 +77,9 @@ class HostGatherer(Gatherer):
     def gather(
         self, gathering: Gathering, gen: Generation, base: Address, index: int, now: float
     ) -> None:
-        """One host candidate for the base."""
+        """One host candidate for the base (none under iceTransportPolicy "relay")."""
+        if gathering.config.relay_only:
+            return
         host, port = base
         cand = Candidate(
             foundation=foundation_for("host", host),
@@ -97,6 +106,8 @@ class ServerReflexiveGatherer(Gatherer):
     ) -> None:
         """A Binding request to each configured STUN server of the base's family."""
         config = gathering.config
+        if config.relay_only:
+            return
         for server in config.stun_servers:
             if family(server[0]) != family(base[0]):
                 continue
@@ -151,9 +162,23 @@ class ServerReflexiveGatherer(Gatherer):
         gathering.query_done(tx.generation)
 
 
-# One gatherer per candidate type, in order; a TURN relay gatherer goes last. They keep
+class RelayCandidateGatherer(Gatherer):
+    """RFC 8445 §5.1.1.2: relayed addresses from TURN allocations (relay.py does the work)."""
+
+    def gather(
+        self, gathering: Gathering, gen: Generation, base: Address, index: int, now: float
+    ) -> None:
+        """One allocation per TURN server of the base's family, each pending until settled."""
+        gathering.relays.gather(gen, base, index, now)
+
+
+# One gatherer per candidate type, in order; the TURN relay gatherer goes last. They keep
 # no state of their own (it lives in the Generation), so every agent shares them.
-GATHERERS: tuple[Gatherer, ...] = (HostGatherer(), ServerReflexiveGatherer())
+GATHERERS: tuple[Gatherer, ...] = (
+    HostGatherer(),
+    ServerReflexiveGatherer(),
+    RelayCandidateGatherer(),
+)
 
 
 class Gathering:
@@ -226,6 +251,11 @@ class Gathering:
         return self._agent.config
 
     @property
+    def relays(self) -> AgentRelays:
+        """The agent's TURN allocations (relay.py)."""
+        return self._agent._relays
+
+    @property
     def transactions(self) -> Transactions:
         """The agent's table of outstanding requests."""
         return self._agent._transactions
@@ -238,7 +268,7 @@ class Gathering:
         """A new local candidate: reported, and paired if it is a host candidate."""
         gen.local_candidates.append(cand)
         self._agent._events.append(LocalCandidateGathered(cand, gen.ufrag, gen.index))
-        if cand.type != "host":
+        if cand.type not in PAIRED_TYPES:
             return  # RFC 8445 §6.1.2.4: srflx pairs are pruned to their host base
         for remote in gen.remote_candidates:
             self._agent._add_pair(gen, cand, remote, now)

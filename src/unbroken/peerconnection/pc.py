@@ -72,6 +72,7 @@ from ..ice import (
 )
 from ..ice.agent import generate_credentials
 from ..ice.candidate import HostnameCandidateError
+from ..ice.relay import RelayServer
 from ..jsep import limits
 from ..jsep.credentials import Credentials
 from ..jsep.errors import JsepAccessError, JsepStateError
@@ -80,6 +81,7 @@ from ..runtime import AddressFilter, IceConnection
 from ..runtime.mdns import RemoteCandidates
 from . import aiortc_seam, media
 from .handlers import GuardedEmitter, guard
+from .ice_servers import relays_without_resolving, resolve_relays, turn_entries, turn_ssl_context
 from .stats import build_stats
 from .types import (
     RTCConfiguration,
@@ -142,6 +144,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         self._config = RTCConfiguration.from_any(configuration)  # aiortc's is accepted too
         self._config.validate()
         self._stun_addresses: tuple[tuple[str, int], ...] = ()
+        self._relay_servers: tuple[RelayServer, ...] = ()  # TURN, resolved (ice_servers.py)
         self._resolving: asyncio.Task[None] | None = None  # ICE server names being resolved
         self._gathered_waiters: list[tuple[str, asyncio.Future[None]]] = []
         self._fired_receiving: set[int] = set()  # id(transceiver): track event fired
@@ -258,10 +261,11 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
             raise InvalidAccessError("bundlePolicy cannot be changed (InvalidModificationError)")
         servers_changed = stun_servers(configuration.ice_servers()) != stun_servers(
             self._config.ice_servers()
-        )
+        ) or turn_entries(configuration.ice_servers()) != turn_entries(self._config.ice_servers())
         self._config = configuration
         if servers_changed:
             self._stun_addresses = ()
+            self._relay_servers = ()
             if self._resolving is not None:
                 self._resolving.cancel()
             self._resolving = None
@@ -271,7 +275,12 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
 
     def _ice_config(self) -> IceConfig:
         base = self._config.iceConfig or IceConfig()
-        return dataclasses.replace(base, stun_servers=self._stun_addresses)
+        return dataclasses.replace(
+            base,
+            stun_servers=self._stun_addresses,
+            turn_servers=self._relay_servers,
+            relay_only=self._config.ice_transport_policy() == "relay",
+        )
 
     # ------------------------------------------------------------------ ICE server names
 
@@ -280,8 +289,10 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         if self._resolving is not None or self._closed:
             return
         servers = stun_servers(self._config.ice_servers())
-        if all(server.is_address for server in servers):
+        relays = relays_without_resolving(turn_entries(self._config.ice_servers()))
+        if all(server.is_address for server in servers) and relays is not None:
             self._stun_addresses = tuple(dict.fromkeys((s.host, s.port) for s in servers))
+            self._relay_servers = relays
             return
         try:
             loop = asyncio.get_running_loop()
@@ -350,13 +361,24 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 )
             found.extend(addresses)
         self._stun_addresses = tuple(dict.fromkeys(found))
+        self._relay_servers = await resolve_relays(
+            turn_entries(self._config.ice_servers()), RESOLVE_TIMEOUT, self._unresolved
+        )
         if self._ice is not None:
             self._ice.agent.config = self._ice_config()
 
+    def _unresolved(self, url: str, problem: str) -> None:
+        """A TURN server name that gave no address: an icecandidateerror (701)."""
+        logger.info("ICE server %s: %s", url, problem)
+        self._queue_event(
+            "icecandidateerror",
+            RTCPeerConnectionIceErrorEvent(url=url, errorCode=701, errorText=problem),
+        )
+
     def _address_filter(self) -> AddressFilter:
+        # iceTransportPolicy "relay" uses the same sockets: they are the bases the TURN
+        # allocations are made from; the agent signals and pairs relay candidates only.
         cfg = self._config
-        if cfg.ice_transport_policy() == "relay":
-            return AddressFilter(addresses=())  # no relay candidates yet: gather nothing
         return AddressFilter(
             addresses=tuple(cfg.hostAddresses) if cfg.hostAddresses is not None else None,
             interfaces=tuple(cfg.hostInterfaces) if cfg.hostInterfaces is not None else None,
@@ -393,6 +415,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                 config=self._ice_config(),
                 address_filter=self._address_filter(),
                 credentials=self._jsep.credentials.current,
+                turn_ssl_context=turn_ssl_context(self._config.turnCaFile),
             )
             ice.on("candidate", self._on_local_candidate)
             ice.on("gatheringcomplete", self._on_gathering_complete)

@@ -26,6 +26,7 @@ from aiortc import exceptions as _aiortc_exceptions
 
 from ..errors import InvalidStateError, TypeError_
 from ..ice import Candidate, CandidateError, IceConfig
+from .ice_servers import parsed_ice_servers
 
 SDP_TYPES = ("offer", "answer", "pranswer", "rollback")
 
@@ -385,8 +386,9 @@ class RTCPeerConnectionIceErrorEvent:
 
 @dataclass
 class RTCIceServer(_AiortcServer, metaclass=AlsoAiortc):
-    """webrtc-pc RTCIceServer (aiortc's class). stun: URLs are used, with IP addresses or
-    host names (resolved when gathering starts); turn: URLs are accepted and not used yet."""
+    """webrtc-pc RTCIceServer (aiortc's class). Every URL is used: stun:, and turn: /
+    turns: with `username` and `credential` (relay candidates, docs/turn.md); hosts are IP
+    addresses or names (resolved when gathering starts)."""
 
     _aiortc_class = _AiortcServer
 
@@ -441,7 +443,7 @@ def stun_servers(servers: list[RTCIceServer]) -> list[StunServer]:
             if scheme not in ("stun", "stuns", "turn", "turns"):
                 raise TypeError_(f"unknown ICE server scheme in {url!r}")
             if scheme != "stun":
-                continue  # TURN comes with the TURN client; not gathered yet
+                continue  # TURN: ice_servers.py
             rest = rest.split("?", 1)[0]
             host, port = rest, 3478
             if rest.startswith("["):
@@ -482,7 +484,8 @@ class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
     `alwaysNegotiateDataChannels` (webrtc-extensions) offers a data m-section first, even
     without data channels. `hostAddresses` / `hostInterfaces` restrict the local
     addresses used for host candidates; `includeLoopback` allows loopback ones;
-    `iceConfig` sets ICE timers.
+    `iceConfig` sets ICE timers. `turnCaFile` is a PEM file of CAs trusted for `turns:`
+    servers instead of the system's (e.g. a self-signed test server; docs/turn.md).
     """
 
     _aiortc_class = _AiortcConfiguration
@@ -495,6 +498,7 @@ class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
     hostInterfaces: list[str] | None = None  # noqa: N815
     includeLoopback: bool = False  # noqa: N815
     iceConfig: IceConfig | None = None  # noqa: N815
+    turnCaFile: str | None = None  # noqa: N815
 
     @classmethod
     def from_any(cls, value: Any) -> RTCConfiguration:
@@ -529,7 +533,8 @@ class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
         return [to_ice_server(server) for server in self.iceServers]
 
     def validate(self) -> None:
-        """TypeError_ for values outside the W3C enums or malformed servers."""
+        """TypeError_ for values outside the W3C enums; SyntaxError_, InvalidAccessError or
+        NotSupportedError for ICE server URLs as webrtc-pc §4.4.1.x says."""
         self.ice_transport_policy()
         self.bundle_policy()
         if (
@@ -537,6 +542,9 @@ class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
             or not 0 <= self.iceCandidatePoolSize <= 255
         ):
             raise TypeError_("iceCandidatePoolSize must be 0 to 255")
+        if self.turnCaFile is not None and not isinstance(self.turnCaFile, str):
+            raise TypeError_("turnCaFile must be a path (str) or None")
+        parsed_ice_servers(self.ice_servers())  # the W3C errors (SyntaxError_, ...)
         stun_servers(self.ice_servers())
 
     def copy(self) -> RTCConfiguration:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -44,9 +45,11 @@ from ..ice import (
     SelectedPairChanged,
     StateChanged,
 )
+from ..ice.relay import RelayStreamClose, RelayStreamData, RelayStreamOpen
 from .demux import Kind, classify
 from .interfaces import AddressFilter, select_addresses
 from .pinned import PINNING_SUPPORTED, PinnedSocket, bind_base
+from .relay_streams import RelayStreams
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         address_filter: AddressFilter | None = None,
         rng: Any = None,
         credentials: tuple[str, str] | None = None,
+        turn_ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__()
         self._event_loop = asyncio.get_running_loop()
@@ -117,6 +121,13 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             tuple[Callable[[IceTransportState], bool], asyncio.Future[None]]
         ] = []
         self._pinned: PinnedSocket | None = None
+        # TCP/TLS connections to TURN servers (the agent's RelayStream* commands).
+        self._relay_streams = RelayStreams(
+            on_opened=self._relay_opened,
+            on_data=self._relay_data,
+            on_closed=self._relay_closed,
+            ssl_context=turn_ssl_context,
+        )
         self.on("selectedpairchange", self._repin)  # first listener: before any user's
 
     # ------------------------------------------------------------ DTLS seam
@@ -285,6 +296,9 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             return False
         tx = self.agent.send(data, self._now())
         if tx is None:
+            if self.agent.has_output():  # relayed: queued for its TURN server
+                self._flush()
+                return True
             return False
         sock = self._sockets.get(tx.local)
         if sock is None or sock.transport is None:
@@ -317,6 +331,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             if sock.transport is not None:
                 sock.transport.close()
         self._sockets.clear()
+        self._relay_streams.close_all()
         self._queue.put_nowait(None)
 
     # ------------------------------------------------------------ driving the agent
@@ -326,7 +341,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
 
     def _datagram(self, data: bytes, local: Address, remote: Address) -> None:
         kind = classify(data)
-        if kind not in (Kind.STUN, Kind.DTLS, Kind.RTP):
+        if kind not in (Kind.STUN, Kind.DTLS, Kind.RTP, Kind.TURN_CHANNEL):  # ChannelData: a relay's
             self.dropped_undemuxable += 1
             return
         payload = self.agent.receive(data, local, remote, self._now())
@@ -336,6 +351,23 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         # the state too (a disconnected pair receiving again). Junk and plain data skip
         # it; a deadline they moved (later) only makes the timer fire early.
         if self.agent.has_output():
+            self._flush()
+
+    def _relay_opened(self, key: int, local: Address) -> None:
+        if not self._closed:
+            self.agent.relay_stream_opened(key, local, self._now())
+            self._flush()
+
+    def _relay_data(self, key: int, data: bytes) -> None:
+        if self._closed:
+            return
+        for payload in self.agent.relay_stream_data(key, data, self._now()):
+            self._queue.put_nowait(payload)
+        self._flush()
+
+    def _relay_closed(self, key: int, reason: str) -> None:
+        if not self._closed:
+            self.agent.relay_stream_closed(key, self._now(), reason)
             self._flush()
 
     def _on_timer(self) -> None:
@@ -394,6 +426,8 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             self.emit("pathresumed", event)
         elif isinstance(event, PathSilent):
             self.emit("pathsilent", event)
+        elif isinstance(event, (RelayStreamOpen, RelayStreamData, RelayStreamClose)):
+            self._relay_streams.handle(event)
         elif isinstance(event, BaseReleased):
             self._close_socket(event.address)
             self.emit("basereleased", event.address)
