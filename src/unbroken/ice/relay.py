@@ -30,6 +30,7 @@ serving the old pair until a restart's new generation has selected (make before 
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import random
@@ -192,6 +193,8 @@ class RelayGatherer:
         self._by_relayed: dict[Address, _Relay] = {}
         self._out = _Output()
         self.dropped = 0  # relayed payloads for an address with no live allocation
+        self.counters: collections.Counter[str] = collections.Counter()
+        """TURN client events by name (Refreshed, ChannelBound, ...), for stats and tests."""
 
     # ----------------------------------------------------------------- queries
 
@@ -415,6 +418,7 @@ class RelayGatherer:
             self._forget(relay)
 
     def _on_event(self, relay: _Relay, event: object) -> None:
+        self.counters[type(event).__name__] += 1
         if isinstance(event, AllocationSucceeded):
             relay.relayed = event.relayed
             if relay.closing:
@@ -500,8 +504,11 @@ class RelayGatherer:
         if client is None or client.state in (TurnState.CLOSED, TurnState.FAILED):
             self._forget(relay)
             return
+        # One release, no retransmits: the base socket (or connection) goes with the
+        # generation, and the server frees the allocation at its lifetime's end anyway.
         client.close(now)
         self._collect(relay)
+        self._forget(relay)
 
     def _forget(self, relay: _Relay) -> None:
         self._relays.pop(relay.key, None)

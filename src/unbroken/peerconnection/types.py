@@ -533,8 +533,9 @@ class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
         return [to_ice_server(server) for server in self.iceServers]
 
     def validate(self) -> None:
-        """TypeError_ for values outside the W3C enums; SyntaxError_, InvalidAccessError or
-        NotSupportedError for ICE server URLs as webrtc-pc §4.4.1.x says."""
+        """TypeError_ for values outside the W3C enums or a malformed stun: URL;
+        SyntaxError_, InvalidAccessError or NotSupportedError for turn:/turns: URLs (and
+        `stuns:`, an empty `urls`) as webrtc-pc §4.4.1.x says."""
         self.ice_transport_policy()
         self.bundle_policy()
         if (
@@ -544,8 +545,10 @@ class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
             raise TypeError_("iceCandidatePoolSize must be 0 to 255")
         if self.turnCaFile is not None and not isinstance(self.turnCaFile, str):
             raise TypeError_("turnCaFile must be a path (str) or None")
-        parsed_ice_servers(self.ice_servers())  # the W3C errors (SyntaxError_, ...)
+        # stun: URLs keep their TypeError_ (tests/test_aiortc_compat.py asserts it); TURN
+        # ones get webrtc-pc's errors (SyntaxError_, InvalidAccessError, NotSupportedError).
         stun_servers(self.ice_servers())
+        parsed_ice_servers(self.ice_servers())
 
     def copy(self) -> RTCConfiguration:
         """A shallow copy (getConfiguration)."""

@@ -341,7 +341,8 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
 
     def _datagram(self, data: bytes, local: Address, remote: Address) -> None:
         kind = classify(data)
-        if kind not in (Kind.STUN, Kind.DTLS, Kind.RTP, Kind.TURN_CHANNEL):  # ChannelData: a relay's
+        # ChannelData (RFC 8656 §12.4) is a TURN server relaying to one of our relays.
+        if kind not in (Kind.STUN, Kind.DTLS, Kind.RTP, Kind.TURN_CHANNEL):
             self.dropped_undemuxable += 1
             return
         payload = self.agent.receive(data, local, remote, self._now())
