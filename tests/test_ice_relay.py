@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import struct
 from collections import deque
+from collections.abc import Sequence
 from typing import TypeVar
 
 import pytest
@@ -77,7 +78,10 @@ class ScriptedTurn:
             return [Transmit(msg.find(AttributeType.DATA) or b"", self.relayed[client], peer)]
         self.requests.append(msg.method)
         if not msg.has_integrity:
-            other = [(AttributeType.REALM, REALM.encode()), (AttributeType.NONCE, b"n1")]
+            other: list[tuple[int, bytes]] = [
+                (AttributeType.REALM, REALM.encode()),
+                (AttributeType.NONCE, b"n1"),
+            ]
             reply = Message(msg.method, MessageClass.ERROR, msg.transaction_id,
                             error_code=(401, "Unauthorized"), other=other)  # fmt: skip
             return [Transmit(stun.encode(reply), SERVER, client)]
@@ -125,7 +129,7 @@ class ScriptedTurn:
             if owner == client and bound == peer:
                 return Transmit(encode_channel_data(number, data, stream=False), SERVER, client)
         tid = random.Random(len(data)).randbytes(12)
-        other = [
+        other: list[tuple[int, bytes]] = [
             (AttributeType.XOR_PEER_ADDRESS, stun.encode_xor_address(peer, tid)),
             (AttributeType.DATA, data),
         ]
@@ -206,7 +210,7 @@ class World:
             self.b.handle_timer(self.now)
 
 
-def of_type(events: list[object], kind: type[T]) -> list[T]:
+def of_type(events: Sequence[object], kind: type[T]) -> list[T]:
     return [e for e in events if isinstance(e, kind)]
 
 
