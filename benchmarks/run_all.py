@@ -22,6 +22,8 @@ BENCHMARKS += ("nat_rebind",)
 BENCHMARKS += ("stun_hostile",)
 # The signaling server: joins, relay rate and latency, memory per room (issue 10).
 BENCHMARKS += ("signaling",)
+# TURN relays against a real coturn: relay connect/restart/throughput next to host, aiortc.
+BENCHMARKS += ("turn_relay",)
 LIMIT_S = 900.0  # the slowest full run (scale) takes about 2 minutes
 
 
