@@ -26,7 +26,8 @@ This module keeps the public API, input dispatch (STUN requests and responses, d
 generations, check lists and state derivation. The rest, one concept per module:
 transactions.py (outstanding STUN requests and their retransmission), gathering.py
 (candidates, one gatherer per type), nomination.py (what the controlling and controlled
-roles do) and consent.py (RFC 7675 consent, keepalives, silence of the pair in use).
+roles do), consent.py (RFC 7675 consent, keepalives, silence of the pair in use) and
+relay.py (TURN allocations as relay candidates, reached through `self._relays`).
 """
 
 from __future__ import annotations
