@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from unbroken import stun
 from unbroken.addresses import Address, Transmit
@@ -347,3 +349,32 @@ def test_outcomes_name_the_generation_and_base() -> None:
     assert (ready.generation, ready.base, ready.mapped) == (4, BASE_A, BASE_A)
     assert ready.local_preference == relay_local_preference(BASE_A[0], 2, "udp")
     assert gatherer.is_relayed(ready.relayed) and gatherer.relayed_addresses(4) == [ready.relayed]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunks=st.lists(st.binary(max_size=120), max_size=6),
+    transport=st.sampled_from(["udp", "tcp"]),
+)
+def test_arbitrary_bytes_from_a_server_never_raise(chunks: list[bytes], transport: str) -> None:
+    """Junk from the server (datagrams, or stream bytes) is dropped or fails the allocation."""
+    agent = IceAgent(
+        controlling=True,
+        rng=random.Random(5),
+        config=IceConfig(turn_servers=(relay_server(transport),), relay_only=True),
+    )
+    agent.add_base(BASE_A, 0.0)
+    agent.gather(0.0)
+    out = agent.drain()
+    opened = [e for e in out.events if isinstance(e, RelayStreamOpen)]
+    if opened:
+        agent.relay_stream_opened(opened[0].key, (BASE_A[0], 50000), 0.0)
+    for i, chunk in enumerate(chunks):
+        if opened:
+            assert agent.relay_stream_data(opened[0].key, chunk, 0.01 * i) == []
+        else:
+            assert agent.receive(chunk, BASE_A, SERVER, 0.01 * i) is None
+        agent.drain()
+    agent.handle_timer(100.0)
+    agent.drain()
+    assert agent.local_candidates() == []  # nothing signed: no relay candidate
