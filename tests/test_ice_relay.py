@@ -378,3 +378,15 @@ def test_arbitrary_bytes_from_a_server_never_raise(chunks: list[bytes], transpor
     agent.handle_timer(100.0)
     agent.drain()
     assert agent.local_candidates() == []  # nothing signed: no relay candidate
+
+
+def test_channel_data_from_a_peer_is_not_application_data() -> None:
+    """RFC 7983's 64-79 range is a TURN server's to send: from anyone else it is dropped."""
+    world = World(IceConfig())
+    world.signal()
+    world.run(until=1.0)
+    assert world.b.selected_pair is not None
+    junk = encode_channel_data(0x4000, b"\x17\xfe\xfd not dtls", stream=False)
+    assert world.b.receive(junk, BASE_B, BASE_A, world.now) is None
+    assert world.b.counters["channel_data_not_from_relay"] == 1
+    assert world.b.receive(b"\x80rtp", BASE_B, BASE_A, world.now) == b"\x80rtp"

@@ -158,6 +158,20 @@ def gatherer(pc: RTCPeerConnection) -> Any:
     return pc.iceTransport.agent._relays.gatherer
 
 
+def diagnosis(call: Call) -> str:
+    """What each side's agent and relays look like, for a failure message."""
+    parts = [f"sent {call.sent_a}/{call.sent_b}, got {len(call.got_b)}/{len(call.got_a)}"]
+    for name, pc in (("a", call.a), ("b", call.b)):
+        agent = pc.iceTransport.agent  # type: ignore[union-attr]
+        pair = agent.selected_pair
+        parts.append(
+            f"{name}: gen {agent.generation}, state {agent.state.value}, selected "
+            f"{pair and (pair.generation, pair.local.address, pair.remote.address)}, "
+            f"relays {dict(gatherer(pc).counters)}, counters {dict(agent.counters)}"
+        )
+    return "; ".join(parts)
+
+
 async def on_newest_generation(pc: RTCPeerConnection, timeout: float = 10.0) -> None:
     """Wait until the pair in use belongs to the newest generation (woken by each switch)."""
     ice = pc.iceTransport
@@ -284,7 +298,7 @@ async def test_both_sides_relayed_through_twenty_restarts_lose_nothing(
             await asyncio.sleep(0.010 + 0.010 * (i % 2))
 
     sender = asyncio.create_task(pump())
-    relayed_seen = set(gatherer(call.a).relayed_addresses(0))
+    relayed_seen = [gatherer(call.a).relayed_addresses(0)]
     try:
         for n in range(20):
             first, second = (call.a, call.b) if n % 2 == 0 else (call.b, call.a)
@@ -292,22 +306,27 @@ async def test_both_sides_relayed_through_twenty_restarts_lose_nothing(
             await second.setRemoteDescription(first.localDescription)
             await second.setLocalDescription()
             await first.setRemoteDescription(second.localDescription)
-            await on_newest_generation(call.a)
-            assert selected_types(call.a) == ("relay", "relay")
-            generation = call.a.iceTransport.agent.generation  # type: ignore[union-attr]
-            relayed_seen.update(gatherer(call.a).relayed_addresses(generation))
-            await call.more_arrived(3)  # messages flow on the new generation's relays
+            try:
+                await on_newest_generation(call.a)
+                assert selected_types(call.a) == ("relay", "relay")
+                generation = call.a.iceTransport.agent.generation  # type: ignore[union-attr]
+                relayed_seen.append(gatherer(call.a).relayed_addresses(generation))
+                await call.more_arrived(3)  # messages flow on the new generation's relays
+            except asyncio.TimeoutError:
+                raise AssertionError(f"restart {n} stalled: {diagnosis(call)}") from None
     finally:
         stop.set()
         await sender
     await call.all_arrived()
     assert call.sent_a >= 60
-    # Every generation had its own allocation (a fresh port each), and old ones are released.
-    assert len(relayed_seen) == 21
+    # Every generation had its own allocation, made while the previous one was still in
+    # use (so a different relayed address); coturn may reuse a port released long ago.
+    assert all(len(r) == 1 for r in relayed_seen), relayed_seen
+    assert all(x != y for x, y in zip(relayed_seen, relayed_seen[1:])), relayed_seen
     assert call.a.connectionState == "connected" and call.b.connectionState == "connected"
     for pc in (call.a, call.b):
         live = pc.iceTransport.agent.generations()  # type: ignore[union-attr]
-        assert len(gatherer(pc)) == len(live) < 21
+        assert len(gatherer(pc)) <= len(live) <= 8  # released with their generations
 
 
 async def test_rest_credentials(coturn_dir: Path, calls: list[Call]) -> None:

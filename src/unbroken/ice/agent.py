@@ -511,6 +511,9 @@ class IceAgent:
             return None
         if self._relays.owns(local, remote):  # a TURN server's datagram (relay.py)
             return self._relays.receive(data, local, remote, now)
+        if 64 <= data[0] <= 79:  # RFC 7983 §7: ChannelData, only ever from our TURN servers
+            self.counters["channel_data_not_from_relay"] += 1
+            return None
         if data[0] < 4:  # RFC 7983 §7: 0..3 is STUN
             self._receive_stun(data, local, remote, now)
             return None
