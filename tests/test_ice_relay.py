@@ -390,3 +390,32 @@ def test_channel_data_from_a_peer_is_not_application_data() -> None:
     assert world.b.receive(junk, BASE_B, BASE_A, world.now) is None
     assert world.b.counters["channel_data_not_from_relay"] == 1
     assert world.b.receive(b"\x80rtp", BASE_B, BASE_A, world.now) == b"\x80rtp"
+
+
+def test_a_redirect_over_tcp_reconnects_and_allocates_there() -> None:
+    """300 ALTERNATE-SERVER over a stream: a new connection, then the Allocate on it."""
+    gatherer = RelayGatherer(random.Random(3))
+    gatherer.start(0, BASE_A, 0, [relay_server("tcp")], RelayOptions(), 0.0)
+    _, (opened,), _ = gatherer.poll()
+    assert isinstance(opened, RelayStreamOpen)
+    gatherer.stream_opened(opened.key, (BASE_A[0], 50001), 0.0)
+    _, (write,), _ = gatherer.poll()
+    assert isinstance(write, RelayStreamData)
+    request = stun.decode(write.data)
+    other = ("192.0.2.20", 3478)
+    redirect = Message(
+        Method.ALLOCATE, MessageClass.ERROR, request.transaction_id,
+        error_code=(300, "Try Alternate"),
+        other=[(AttributeType.ALTERNATE_SERVER, stun.encode_address(other))],
+    )  # fmt: skip
+    gatherer.stream_data(opened.key, stun.encode(redirect), 0.1)
+    _, commands, outcomes = gatherer.poll()
+    assert outcomes == []
+    assert [type(c).__name__ for c in commands] == ["RelayStreamClose", "RelayStreamOpen"]
+    reopen = commands[1]
+    assert isinstance(reopen, RelayStreamOpen) and reopen.server == other
+    gatherer.stream_opened(opened.key, (BASE_A[0], 50002), 0.2)
+    _, commands, _ = gatherer.poll()
+    (again,) = commands
+    assert isinstance(again, RelayStreamData)
+    assert stun.decode(again.data).method == Method.ALLOCATE  # sent on the new connection

@@ -167,6 +167,7 @@ class _Relay:
     relayed: Address | None = None
     settled: bool = False  # RelayReady or RelayFailed reported (gathering counted it)
     closing: bool = False
+    unsent: list[bytes] = field(default_factory=list)  # stream bytes awaiting a connection
 
 
 @dataclass
@@ -347,6 +348,8 @@ class RelayGatherer:
             self._out.commands.append(RelayStreamClose(key))
             return
         relay.stream_local = local
+        self._out.commands.extend(RelayStreamData(key, d) for d in relay.unsent)
+        relay.unsent.clear()
         if relay.client.state is TurnState.IDLE:
             relay.client.allocate(now)
         elif relay.client.state is TurnState.WAITING_FOR_PORT:
@@ -412,8 +415,10 @@ class RelayGatherer:
         data = client.data_to_send()
         if relay.server.transport == "udp":
             self._out.transmits.extend(Transmit(d, relay.base, client.server) for d in data)
-        elif data and relay.stream_local is not None:
+        elif relay.stream_local is not None:
             self._out.commands.extend(RelayStreamData(relay.key, d) for d in data)
+        else:  # reconnecting (300, 437): written once the new connection is up
+            relay.unsent.extend(data)
         if client.state in (TurnState.CLOSED, TurnState.FAILED) and relay.key in self._relays:
             self._forget(relay)
 
