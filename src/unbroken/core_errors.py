@@ -11,8 +11,9 @@ class UnbrokenError(Exception):
     """Base class of every error this library raises on purpose."""
 
 
-class SyntaxError_(UnbrokenError):  # noqa: N801
-    """Malformed text where a grammar is defined (SDP, candidate lines)."""
+class SyntaxError_(UnbrokenError, ValueError):  # noqa: N801
+    """Malformed text where a grammar is defined (SDP, candidate lines, ICE server URLs);
+    also a ValueError, which is what aiortc raises for the same input."""
 
 
 __all__ = ["SyntaxError_", "UnbrokenError"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -26,6 +25,7 @@ from aiortc import exceptions as _aiortc_exceptions
 
 from ..errors import InvalidStateError, TypeError_
 from ..ice import Candidate, CandidateError, IceConfig
+from ..turn import IceServerUrl
 from .ice_servers import parsed_ice_servers
 
 SDP_TYPES = ("offer", "answer", "pranswer", "rollback")
@@ -428,42 +428,13 @@ class StunServer:
         return True
 
 
-# RFC 3986 reg-name characters (RFC 7064 §3.1 host = IP-literal / IPv4address / reg-name).
-_REG_NAME = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=]+")
-
-
 def stun_servers(servers: list[RTCIceServer]) -> list[StunServer]:
-    """Every stun: URL (RFC 7064); TypeError_ for malformed ones or unknown schemes."""
-    out: list[StunServer] = []
-    for server in servers:
-        for url in server.url_list():
-            if not isinstance(url, str) or ":" not in url:
-                raise TypeError_(f"malformed ICE server URL {url!r}")
-            scheme, _, rest = url.partition(":")
-            if scheme not in ("stun", "stuns", "turn", "turns"):
-                raise TypeError_(f"unknown ICE server scheme in {url!r}")
-            if scheme != "stun":
-                continue  # TURN: ice_servers.py
-            rest = rest.split("?", 1)[0]
-            host, port = rest, 3478
-            if rest.startswith("["):
-                host, _, tail = rest[1:].partition("]")
-                if tail.startswith(":"):
-                    port = int(tail[1:]) if tail[1:].isdigit() else -1
-                elif tail:
-                    port = -1
-            elif rest.count(":") == 1:
-                host, _, p = rest.partition(":")
-                port = int(p) if p.isdigit() else -1
-            if not 0 < port < 65536:
-                raise TypeError_(f"bad port in ICE server URL {url!r}")
-            try:
-                host = str(ipaddress.ip_address(host))
-            except ValueError:
-                if not _REG_NAME.fullmatch(host) or len(host) > 253:
-                    raise TypeError_(f"bad host in ICE server URL {url!r}") from None
-            out.append(StunServer(url, host, port))
-    return out
+    """Every stun: URL (RFC 7064), parsed by turn/url.py: SyntaxError_ for malformed ones."""
+    return [
+        StunServer(entry.url, entry.host, entry.port)
+        for entry in parsed_ice_servers(servers)
+        if isinstance(entry, IceServerUrl) and entry.scheme == "stun"
+    ]
 
 
 def _policy_value(value: Any, allowed: tuple[str, ...], name: str) -> str:
@@ -533,9 +504,9 @@ class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
         return [to_ice_server(server) for server in self.iceServers]
 
     def validate(self) -> None:
-        """TypeError_ for values outside the W3C enums or a malformed stun: URL;
-        SyntaxError_, InvalidAccessError or NotSupportedError for turn:/turns: URLs (and
-        `stuns:`, an empty `urls`) as webrtc-pc §4.4.1.x says."""
+        """TypeError_ for values outside the W3C enums; SyntaxError_, InvalidAccessError or
+        NotSupportedError for ICE server URLs (malformed, TURN without credentials,
+        `stuns:`) as webrtc-pc §4.4.1.x says."""
         self.ice_transport_policy()
         self.bundle_policy()
         if (
@@ -545,9 +516,6 @@ class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
             raise TypeError_("iceCandidatePoolSize must be 0 to 255")
         if self.turnCaFile is not None and not isinstance(self.turnCaFile, str):
             raise TypeError_("turnCaFile must be a path (str) or None")
-        # stun: URLs keep their TypeError_ (tests/test_aiortc_compat.py asserts it); TURN
-        # ones get webrtc-pc's errors (SyntaxError_, InvalidAccessError, NotSupportedError).
-        stun_servers(self.ice_servers())
         parsed_ice_servers(self.ice_servers())
 
     def copy(self) -> RTCConfiguration:
