@@ -184,6 +184,20 @@ async def test_bad_arguments_are_type_errors() -> None:
     await pc.close()
 
 
+async def test_ice_candidate_pool_size_is_not_silently_ignored() -> None:
+    # No pre-gathered pool: a size above 0 warns; webrtc-pc fixes it once SLD was called.
+    with pytest.warns(RuntimeWarning, match="iceCandidatePoolSize is not honoured"):
+        pc = make_pc(iceCandidatePoolSize=2)
+    pc.createDataChannel("x")
+    await pc.setLocalDescription(await pc.createOffer())
+    config = pc.getConfiguration()
+    config.iceCandidatePoolSize = 0
+    with pytest.raises(InvalidAccessError, match="InvalidModificationError"):
+        pc.setConfiguration(config)
+    assert pc.getConfiguration().iceCandidatePoolSize == 2
+    await pc.close()
+
+
 async def test_rollback_in_stable_is_invalid_state(conn: Connected) -> None:
     with pytest.raises(InvalidStateError, match="rollback"):
         await conn.a.setLocalDescription(RTCSessionDescription("", "rollback"))

@@ -259,6 +259,14 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         configuration.validate()
         if configuration.bundle_policy() != self._config.bundle_policy():
             raise InvalidAccessError("bundlePolicy cannot be changed (InvalidModificationError)")
+        if (
+            configuration.iceCandidatePoolSize != self._config.iceCandidatePoolSize
+            and self._jsep.local is not None
+        ):  # webrtc-pc "set a configuration": the pool size is fixed once an SLD was called
+            raise InvalidAccessError(
+                "iceCandidatePoolSize cannot change after setLocalDescription "
+                "(InvalidModificationError)"
+            )
         servers_changed = stun_servers(configuration.ice_servers()) != stun_servers(
             self._config.ice_servers()
         ) or turn_entries(configuration.ice_servers()) != turn_entries(self._config.ice_servers())

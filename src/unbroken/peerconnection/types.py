@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import ipaddress
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -514,6 +515,14 @@ class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
             or not 0 <= self.iceCandidatePoolSize <= 255
         ):
             raise TypeError_("iceCandidatePoolSize must be 0 to 255")
+        if self.iceCandidatePoolSize:
+            # A hint webrtc-pc lets us honour by pre-gathering; we do not, so say so.
+            warnings.warn(
+                "iceCandidatePoolSize is not honoured: candidates are gathered when "
+                "setLocalDescription is called, not before",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         if self.turnCaFile is not None and not isinstance(self.turnCaFile, str):
             raise TypeError_("turnCaFile must be a path (str) or None")
         parsed_ice_servers(self.ice_servers())
