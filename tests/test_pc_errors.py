@@ -198,6 +198,12 @@ async def test_ice_candidate_pool_size_is_not_silently_ignored() -> None:
     await pc.close()
 
 
+async def test_relay_policy_without_a_turn_server_warns() -> None:
+    with pytest.warns(RuntimeWarning, match="without a turn: or turns: server"):
+        pc = make_pc(iceTransportPolicy="relay")
+    await pc.close()
+
+
 async def test_rollback_in_stable_is_invalid_state(conn: Connected) -> None:
     with pytest.raises(InvalidStateError, match="rollback"):
         await conn.a.setLocalDescription(RTCSessionDescription("", "rollback"))

@@ -26,7 +26,7 @@ from aiortc import exceptions as _aiortc_exceptions
 
 from ..errors import InvalidStateError, TypeError_
 from ..ice import Candidate, CandidateError, IceConfig
-from ..turn import IceServerUrl
+from ..turn import IceServerUrl, TurnServer
 from .ice_servers import parsed_ice_servers
 
 SDP_TYPES = ("offer", "answer", "pranswer", "rollback")
@@ -525,7 +525,15 @@ class RTCConfiguration(_AiortcConfiguration, metaclass=AlsoAiortc):
             )
         if self.turnCaFile is not None and not isinstance(self.turnCaFile, str):
             raise TypeError_("turnCaFile must be a path (str) or None")
-        parsed_ice_servers(self.ice_servers())
+        servers = parsed_ice_servers(self.ice_servers())
+        if self.ice_transport_policy() == "relay" and not any(
+            isinstance(entry, TurnServer) for entry in servers
+        ):  # valid for webrtc-pc, and a connection that can never succeed: say so
+            warnings.warn(
+                'iceTransportPolicy "relay" without a turn: or turns: server gathers nothing',
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def copy(self) -> RTCConfiguration:
         """A shallow copy (getConfiguration)."""
