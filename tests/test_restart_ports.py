@@ -9,11 +9,18 @@ ports on restart; so do we.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
+import pytest
+
+from interop.netns import NetNs, netns_available
 from pc_helpers import make_pc, negotiate, trickle
+from prereq import require
 from test_ice_agent import A_ADDR, B_ADDR, PEER_TB, Duo, check_for
 from unbroken.addresses import Address
 from unbroken.ice import BaseReleased, IceConfig
+from unbroken.runtime import pinned
+from unbroken.runtime.loopback import connected_pair
 
 A_NEW: Address = ("192.0.2.1", 40002)
 B_NEW: Address = ("198.51.100.1", 50002)
@@ -148,3 +155,70 @@ def test_the_hold_runs_out_when_the_peer_never_checks() -> None:
     duo.run(1.0)
     sent = sorted(t for t, tx in duo.wire if tx.local == B_NEW)
     assert sent and sent[0] >= start + 0.5
+
+
+# ------------------------------------------------------------------ ports let go
+
+
+@pytest.fixture
+def few_ports() -> Iterator[NetNs]:
+    """A namespace whose ephemeral UDP ports are 40000-40002: the kernel's pick is a die."""
+    require(netns_available())
+    ns = NetNs.create(prefix="ubp")
+    try:
+        done = ns.run("sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40002")
+        assert done.returncode == 0, done.stderr
+        yield ns
+    finally:
+        ns.delete()
+
+
+def _port(ip: str = "127.0.0.1") -> int:
+    sock = pinned.bind_base(ip)
+    try:
+        return int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+def test_a_base_never_draws_a_port_a_base_let_go_just_before(
+    few_ports: NetNs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """coturn holds a released allocation until its next one-second tick and answers an
+    Allocate from that 5-tuple with 437; over UDP the relay of a restart whose fresh base
+    drew that port was lost (the 20-restart relay test stalled about 1 run in 50)."""
+    with few_ports.entered():
+        for _ in range(20):
+            monkeypatch.setattr(pinned, "_closed_at", {})
+            port = _port()
+            pinned.base_closed(("127.0.0.1", port))
+            assert all(_port() != port for _ in range(5))
+
+
+def test_with_every_port_let_go_a_base_still_binds(
+    few_ports: NetNs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pinned, "_closed_at", {})
+    with few_ports.entered():
+        for port in (40000, 40001, 40002):
+            pinned.base_closed(("127.0.0.1", port))
+        assert 40000 <= _port() <= 40002
+
+
+async def test_a_closed_connection_s_ports_are_let_go(
+    few_ports: NetNs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IceConnection tells bind_base which base ports it closed."""
+    with few_ports.entered():
+        for _ in range(10):
+            monkeypatch.setattr(pinned, "_closed_at", {})
+            a, b = await connected_pair()
+            try:
+                (base_b,) = [base for base in b.agent.bases if base[0] == "127.0.0.1"]
+                await b.close()
+                for _ in range(10):  # asyncio closes a transport's socket a turn later
+                    await asyncio.sleep(0)
+                assert _port() != base_b[1]
+            finally:
+                await a.close()
+                await b.close()

@@ -48,7 +48,7 @@ from ..ice import (
 from ..ice.relay import RelayStreamClose, RelayStreamData, RelayStreamOpen
 from .demux import Kind, classify
 from .interfaces import AddressFilter, select_addresses
-from .pinned import PINNING_SUPPORTED, PinnedSocket, bind_base
+from .pinned import PINNING_SUPPORTED, PinnedSocket, base_closed, bind_base
 from .relay_streams import RelayStreams
 
 logger = logging.getLogger(__name__)
@@ -213,6 +213,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         sock = self._sockets.pop(base, None)
         if sock is not None and sock.transport is not None:
             sock.transport.close()
+            base_closed(base)
 
     async def gather(self) -> None:
         """Open the sockets and start gathering for the current generation."""
@@ -327,9 +328,10 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         if self._pinned is not None:
             self._pinned.close()
             self._pinned = None
-        for sock in self._sockets.values():
+        for base, sock in self._sockets.items():
             if sock.transport is not None:
                 sock.transport.close()
+                base_closed(base)
         self._sockets.clear()
         self._relay_streams.close_all()
         self._queue.put_nowait(None)

@@ -30,7 +30,10 @@ import asyncio
 import logging
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 from ..addresses import Address
 
@@ -53,6 +56,50 @@ keeps the turns short and fair."""
 
 _MAX_DATAGRAM = 65535
 
+PORT_QUARANTINE = 5.0
+"""Seconds during which a closed base's port is not given to a new base.
+
+A TURN server may hold a released allocation a little longer: coturn answers a Refresh
+with LIFETIME 0 at once but deletes the allocation on its next one-second timer tick, and
+meanwhile an Allocate from the same 5-tuple gets 437 Allocation Mismatch (RFC 8656
+§7.2). Over UDP a relay's local port is its base, which cannot move, so a restart whose
+fresh base drew the port of a base just released lost its relay (seen with two peers in
+one process, restarting every 70 ms through one coturn: about 1 run in 50)."""
+
+_MAX_REBINDS = 16
+_closed_lock = threading.Lock()
+_closed_at: dict[tuple[str, int], float] = {}
+
+
+def _key(address: Any) -> tuple[str, int]:
+    """(host, port) of a socket address, an IPv6 scope left out (as the agent has it)."""
+    return str(address[0]).split("%")[0], int(address[1])
+
+
+def base_closed(address: Address) -> None:
+    """Remember that a base's port was let go: not reused for `PORT_QUARANTINE` seconds."""
+    with _closed_lock:
+        _closed_at[_key(address)] = time.monotonic()
+
+
+def _quarantined(sock: socket.socket) -> bool:
+    now = time.monotonic()
+    with _closed_lock:
+        for key in [k for k, at in _closed_at.items() if now - at >= PORT_QUARANTINE]:
+            del _closed_at[key]
+        return _key(sock.getsockname()) in _closed_at
+
+
+def _bind_any(ip: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((ip, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
 
 def bind_base(ip: str) -> socket.socket:
     """A non-blocking UDP socket on (ip, a port of its own), open to a pinned socket.
@@ -61,17 +108,29 @@ def bind_base(ip: str) -> socket.socket:
     0 with SO_REUSEPORT set among ports that other SO_REUSEPORT sockets of the same user
     already hold (measured: 19 shared ports among 1,000 such binds), and two connections
     sharing a port would split each other's datagrams. Bound first, the port is unique;
-    the flag set afterwards still lets the pinned socket join it.
+    the flag set afterwards still lets the pinned socket join it. A port a base of ours
+    let go less than `PORT_QUARANTINE` ago is passed over (held while binding again, so
+    the kernel picks another).
     """
-    sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+    passed_over: list[socket.socket] = []
     try:
-        sock.setblocking(False)
-        sock.bind((ip, 0))
+        sock = _bind_any(ip)
+        while _quarantined(sock) and len(passed_over) < _MAX_REBINDS:
+            try:
+                again = _bind_any(ip)
+            except OSError:  # no other port free: better a quarantined port than none
+                break
+            passed_over.append(sock)
+            sock = again
         if PINNING_SUPPORTED:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    except OSError:
-        sock.close()
-        raise
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            except OSError:
+                sock.close()
+                raise
+    finally:
+        for held in passed_over:
+            held.close()
     return sock
 
 
