@@ -532,6 +532,23 @@ class BrowserPeerConnection:
             lambda: f"pc {self.id} negotiationneeded x{count} (seen {self.negotiation_needed})",
         )
 
+    async def wait_gathered(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = DEFAULT_TIMEOUT
+    ) -> dict[str, Any]:
+        """Wait until the page has trickled a candidate matching `predicate`; return it."""
+
+        def found() -> dict[str, Any] | None:
+            return next((c for c in self.gathered if c is not None and predicate(c)), None)
+
+        await self.page.wait_until(
+            lambda: found() is not None,
+            timeout,
+            lambda: f"pc {self.id} trickling a matching candidate (gathered: {self.gathered})",
+        )
+        result = found()
+        assert result is not None
+        return result
+
     async def next_candidate(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any] | None:
         """The next trickled candidate (None at the end of a gathering round)."""
         self.page.check_loop()

@@ -325,6 +325,7 @@ class UnbrokenPeer:
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
         await self.pc.addIceCandidate(candidate)
+        self._changed.notify()  # a wait_until on what the candidate did re-checks
 
     async def wait_channel(self, label: str, timeout: float = 10.0) -> PeerChannel:
         await self.wait_until(lambda: label in self._channels, f"data channel {label!r}", timeout)

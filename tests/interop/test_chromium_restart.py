@@ -159,13 +159,21 @@ class Session:
         known.add(ufrag_of(description))
         self._known.notify()
 
-    async def browser_offers(self) -> tuple[dict[str, str], dict[str, str]]:
-        """Chromium's implicit offer, our answer; returns (offer, answer)."""
+    async def browser_offers(
+        self, gathered: Callable[[dict[str, Any]], bool] | None = None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Chromium's implicit offer, our answer; returns (offer, answer).
+
+        With `gathered`, Chromium gets our answer only once it has trickled a candidate
+        matching it (applying an answer can end gathering on a transport it bundles away).
+        """
         offer = await self.browser.set_local_description()
         await self.peer.pc.setRemoteDescription(offer)
         self._applied(self.known_by_peer, offer)  # its candidates may come before our answer
         await self.peer.pc.setLocalDescription()
         answer = self.peer.local()
+        if gathered is not None:
+            await self.browser.wait_gathered(gathered, TIMEOUT)
         await self.browser.set_remote_description(answer)
         self._applied(self.known_by_browser, answer)
         self.check()
