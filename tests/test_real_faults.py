@@ -208,6 +208,10 @@ async def _pair(peer: Any) -> str:
     return repr(ice.agent.selected_pair if ice is not None else None)
 
 
+async def _sent(peer: Any) -> int:
+    return len(peer.stream.sent_at)
+
+
 async def _selected(peer: Any) -> str:
     address = peer.selected_local_address()
     assert address is not None, "no selected pair"
@@ -481,10 +485,23 @@ async def chromium_call(net: HealNet, fault: str) -> None:
                 else:
                     address = await call.ta.call(_selected(call.a))
                     net.remove({A_ADDRESS: "a0", A1_ADDRESS: "a1"}[address])
+                # Numbered from here on, a message was sent with the fault in place (each
+                # count read where its sender runs), so it can only come by a healed path;
+                # an arrival time cannot say that on a loaded machine (a message sent
+                # before the fault may be read, and stamped, well after it).
+                after_a = await call.ta.call(_sent(call.a))
+                after_page = len((await side.read())["sent"])
+
+                def after_fault(state: dict[str, Any]) -> bool:
+                    return (
+                        any(int(seq) >= after_a for seq, _at in state["received"])
+                        and any(r.seq >= after_page for r in a.received)
+                        and heal(t0) is not None
+                    )
+
                 await poll_until(
-                    side.read, lambda _s: heal(t0) is not None, HEAL_TIMEOUT, 0.1,
-                    "data both ways after the fault",
-                )  # fmt: skip
+                    side.read, after_fault, HEAL_TIMEOUT, 0.1, "data both ways after the fault"
+                )
                 healed = heal(t0)
                 log.info(
                     "Chromium (%s): first %.3f s, backlog %.3f s", fault, healed.first,
