@@ -120,6 +120,7 @@ def bind_base(ip: str) -> socket.socket:
                 again = _bind_any(ip)
             except OSError:  # no other port free: better a quarantined port than none
                 break
+            logger.debug("port %s was let go just before: not a new base's", sock.getsockname())
             passed_over.append(sock)
             sock = again
         if PINNING_SUPPORTED:
