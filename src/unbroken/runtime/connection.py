@@ -24,9 +24,9 @@ import asyncio
 import logging
 import math
 import secrets
-import weakref
 from collections.abc import Callable
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from pyee.asyncio import AsyncIOEventEmitter
 
@@ -111,7 +111,7 @@ class _Wheel:
                 logger.exception("timer of %r failed", conn)
 
 
-_WHEELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wheel] = weakref.WeakKeyDictionary()
+_WHEELS: WeakKeyDictionary[asyncio.AbstractEventLoop, _Wheel] = WeakKeyDictionary()
 
 
 def wheel_of(loop: asyncio.AbstractEventLoop) -> _Wheel:
