@@ -124,3 +124,35 @@ def test_detection_is_disconnected_timeout_after_the_last_datagram() -> None:
     for name, heard in (("a", a_heard), ("b", b_heard)):
         down = [t for t, e in duo.of(name, StateChanged) if e.state is S.DISCONNECTED]
         assert down == [heard + 2.5], (name, down, heard)
+
+
+def test_sending_and_hearing_nothing_probes_after_outage_silence() -> None:
+    duo, _ = idle_duo(6.0)
+    for _ in range(5):  # data both ways: nothing but consent checks
+        duo.send_app(duo.a, DATA)
+        duo.send_app(duo.b, DATA)
+        duo.run(0.1)
+    duo.blocked.add((B_ADDR, A_ADDR))  # a hears nothing any more (its NAT rebound, say)
+    heard = duo.a.selected_pair.last_received  # type: ignore[union-attr]
+    assert heard is not None
+    cut = duo.now
+    while duo.now < cut + 2.0:
+        duo.send_app(duo.a, DATA)
+        duo.run(0.05)
+    probes = requests_from(duo, A_ADDR, cut)
+    # The first check 0.2 s after the last thing heard (OUTAGE_SILENCE), then the
+    # keepalive pace (0.8-1.2 intervals) while the silence lasts.
+    assert probes[0] == heard + 0.2
+    assert all(0.8 - 1e-9 <= g <= 1.2 for g in gaps(probes)), gaps(probes)
+
+
+def test_a_one_way_stream_probes_no_faster_than_the_keepalive_pace() -> None:
+    duo, _ = idle_duo(6.0)
+    start = duo.now
+    while duo.now < start + 20.0:  # a sends; b answers only checks
+        duo.send_app(duo.a, DATA)
+        duo.run(0.02)
+    probes = requests_from(duo, A_ADDR, start)
+    # The usual pace, as before this rule: 0.8-1.2 intervals (RFC 7675 §5.1).
+    assert all(0.8 - 1e-9 <= g <= 1.2 + 1e-9 for g in gaps(probes)), gaps(probes)
+    assert len(probes) >= 15

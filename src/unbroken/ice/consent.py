@@ -17,7 +17,9 @@ on an idle pair the controlling side probes about once a second and the controll
 hearing those checks, only at its consent pace; when the controlling side's probes stop
 arriving (one lost, or its path died) the controlled side probes within 1.5 keepalives,
 well within `disconnected_timeout`. One probe per pair per interval, not two: at idle
-these wakeups are the whole cost of a connection (issue 9).
+these wakeups are the whole cost of a connection (issue 9). A side that sends data and
+hears nothing for OUTAGE_SILENCE probes at once (at most at its usual pace): after a NAT
+rebinding that check is what heals the path.
 
 Silence is watched separately: the pair in use that has heard nothing for
 `switch_silence` is reported (`PathSilent`) and, when something valid arrives on another
@@ -91,8 +93,17 @@ class Consent:
         selector = self._agent._selector
         heard = selector.heard(pair)
         since = pair.last_check_sent if heard is None or heard < pair.last_check_sent else heard
+        keepalive = self._agent.config.keepalive
         low, high = selector.keepalive_span(pair)
-        due = since + self._agent.config.keepalive * (low + (high - low) * pair.keepalive_draw)
+        due = since + keepalive * (low + (high - low) * pair.keepalive_draw)
+        last, sent = pair.last_received, pair.last_sent
+        if sent is not None and last is not None and sent > last:
+            # We send and hear nothing back: probe after OUTAGE_SILENCE (a NAT that rebound
+            # our mapping heals with this check, docs/ice.md), but not sooner after our
+            # last check than the usual keepalive pace (a one-way stream hears little).
+            pace = KEEPALIVE_SPAN[0] + (KEEPALIVE_SPAN[1] - KEEPALIVE_SPAN[0]) * pair.keepalive_draw
+            quick = max(last + OUTAGE_SILENCE, pair.last_check_sent + keepalive * pace)
+            due = quick if quick < due else due
         return due if due < pair.next_keepalive else pair.next_keepalive
 
     def send(self, pair: CandidatePair, now: float) -> None:
