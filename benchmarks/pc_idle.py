@@ -9,6 +9,9 @@ over `--window` seconds once all are connected:
 * memory: resident set growth per end while connecting them (everything: Python
   objects, sockets, aiortc's DTLS and SCTP state, allocator slack).
 
+Also counted over the window, per end per second: STUN datagrams sent (checks and
+answers, from the agents' pair counters) and event-loop wakeups (selector polls).
+
 `--profile` adds a cProfile of the idle window (top functions by own time).
 Target (DESIGN.md): at most 10% of a core per 1,000 ends, at most 50 KB per end.
 """
@@ -67,6 +70,38 @@ async def connected_pair() -> tuple[RTCPeerConnection, RTCPeerConnection]:
     return a, b
 
 
+def stun_sent(made: list[tuple[RTCPeerConnection, RTCPeerConnection]]) -> int:
+    """Checks and answers sent so far by every end (the agents' pair counters)."""
+    total = 0
+    for pair in made:
+        for pc in pair:
+            if pc.iceTransport is not None:
+                pairs = pc.iceTransport.agent.pairs()
+                total += sum(p.requests_sent + p.consent_requests_sent for p in pairs)
+                total += sum(p.responses_sent for p in pairs)
+    return total
+
+
+class PollCounter:
+    """Counts the event loop's selector polls (one per loop turn) while installed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.selector = loop._selector  # type: ignore[attr-defined]
+        self.select = self.selector.select
+        self.polls = 0
+
+    def __enter__(self) -> PollCounter:
+        def counted(timeout: float | None = None) -> Any:
+            self.polls += 1
+            return self.select(timeout)
+
+        self.selector.select = counted
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.selector.select = self.select
+
+
 async def run(pairs: int, window: float, profile: bool) -> dict[str, Any]:
     raise_fd_limit()
     gc.collect()
@@ -80,14 +115,17 @@ async def run(pairs: int, window: float, profile: bool) -> dict[str, Any]:
     rss_after = rss_bytes()
     ends = 2 * pairs
     prof = cProfile.Profile() if profile else None
-    cpu0, wall0 = time.process_time(), time.monotonic()
-    if prof is not None:
-        prof.enable()
-    await asyncio.sleep(window)
-    if prof is not None:
-        prof.disable()
-    cpu = time.process_time() - cpu0
-    wall = time.monotonic() - wall0
+    sent0 = stun_sent(made)
+    with PollCounter(asyncio.get_running_loop()) as polls:
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        if prof is not None:
+            prof.enable()
+        await asyncio.sleep(window)
+        if prof is not None:
+            prof.disable()
+        cpu = time.process_time() - cpu0
+        wall = time.monotonic() - wall0
+    sent = stun_sent(made) - sent0
     states = [pc.iceConnectionState for pair in made for pc in pair]
     connected = sum(s in ("connected", "completed") for s in states)
     for a, b in made:
@@ -101,6 +139,8 @@ async def run(pairs: int, window: float, profile: bool) -> dict[str, Any]:
         "cpu_percent_of_core": round(core, 2),
         "cpu_percent_per_1000_ends": round(core * 1000 / ends, 2),
         "rss_per_end_kb": round((rss_after - rss_before) / ends / 1024, 1),
+        "stun_sent_per_end_per_s": round(sent / ends / wall, 3),
+        "loop_wakeups_per_end_per_s": round(polls.polls / ends / wall, 3),
         "ends_still_connected": connected,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_average": os.getloadavg(),
@@ -114,12 +154,15 @@ async def run(pairs: int, window: float, profile: bool) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=200)
-    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--pairs", type=int, default=None, help="pairs (200; 50 quick)")
+    parser.add_argument("--window", type=float, default=None, help="idle window, s (10; 5 quick)")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--name", default="pc_idle")
     args = parser.parse_args()
-    result = asyncio.run(run(args.pairs, args.window, args.profile))
+    pairs = args.pairs or (50 if args.quick else 200)
+    window = args.window or (5.0 if args.quick else 10.0)
+    result = asyncio.run(run(pairs, window, args.profile))
     profile = result.pop("profile", None)
     print(json.dumps(result, indent=2))
     if profile:

@@ -645,3 +645,35 @@ def test_aiortc_private_members_we_use_exist() -> None:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+async def test_lean_certificate_contexts_release_idle_buffers() -> None:
+    """Our peer connections' DTLS runs on aiortc_seam.LeanCertificate, whose contexts free
+    their record buffers when idle (tests/test_aiortc_contract.py checks the mode bit; a
+    context in use can no longer be asked), and data still flows."""
+    from pc_helpers import make_pc, negotiate, trickle
+    from unbroken.peerconnection.aiortc_seam import LeanCertificate
+
+    a, b = make_pc(), make_pc()
+    try:
+        trickle(a, b)
+        got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def on_channel(channel: Any) -> None:
+            channel.on("message", lambda m: got.done() or got.set_result(m))
+
+        b.on("datachannel", on_channel)
+        channel = a.createDataChannel("idle")
+        channel.on("open", lambda: channel.send("after the handshake"))
+        await negotiate(a, b)
+        assert await asyncio.wait_for(got, 10) == "after the handshake"
+        for pc in (a, b):
+            assert pc.sctp is not None
+            certificate = pc._certificate
+            assert isinstance(certificate, LeanCertificate)
+            # The live DTLS transport presents (and so was built from) that certificate.
+            local = pc.sctp.transport.getLocalParameters().fingerprints
+            assert [f.value for f in local] == [f.value for f in certificate.getFingerprints()]
+    finally:
+        await a.close()
+        await b.close()

@@ -168,6 +168,7 @@ async def seam_objects() -> dict[str, object]:
     receiver = RTCRtpReceiver("video", dtls)
     transceiver = RTCRtpTransceiver(kind="video", receiver=receiver, sender=sender)
     return {
+        "certificate": RTCCertificate.generateCertificate(),
         "dtls": dtls,
         "sctp": RTCSctpTransport(dtls),
         "transceiver": transceiver,
@@ -179,6 +180,7 @@ async def seam_objects() -> dict[str, object]:
 SEAM_MEMBERS = [
     (owner, member)
     for owner, members in (
+        ("certificate", aiortc_seam.CERTIFICATE_MEMBERS),
         ("dtls", aiortc_seam.DTLS_MEMBERS),
         ("sctp", aiortc_seam.SCTP_MEMBERS),
         ("transceiver", aiortc_seam.TRANSCEIVER_MEMBERS),
@@ -246,3 +248,18 @@ async def test_seam_dtls_role_is_what_the_handshake_reads() -> None:
     assert dtls._role == "server"  # type: ignore[attr-defined]
     # aiortc picks the role from ICE only while it is "auto" (rtcdtlstransport.py start()).
     assert 'self._role == "auto"' in inspect.getsource(RTCDtlsTransport.start)
+
+
+def test_seam_lean_certificate_makes_contexts_that_release_idle_buffers() -> None:
+    """LeanCertificate's DTLS contexts (what aiortc builds each connection from) carry
+    SSL_MODE_RELEASE_BUFFERS; aiortc's own do not."""
+    from aiortc.rtcdtlstransport import SRTP_PROFILES
+    from OpenSSL import SSL
+
+    cert = aiortc_seam.LeanCertificate.generateCertificate()
+    assert isinstance(cert, aiortc_seam.LeanCertificate)
+    ctx = cert._create_ssl_context(SRTP_PROFILES)
+    # set_mode returns the mode now in force (and only ever adds bits).
+    assert ctx.set_mode(0) & SSL.MODE_RELEASE_BUFFERS
+    plain = RTCCertificate.generateCertificate()._create_ssl_context(SRTP_PROFILES)
+    assert not plain.set_mode(0) & SSL.MODE_RELEASE_BUFFERS

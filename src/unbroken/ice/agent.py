@@ -92,10 +92,17 @@ class UnknownGenerationError(IceError):
 
 @dataclass(frozen=True)
 class Deadline:
-    """When the agent wants handle_timer called, and why (for logs)."""
+    """When the agent wants handle_timer called, and why (for logs).
+
+    `coalescible`: nothing is timed by it exactly (the keepalive and consent check on the
+    pair in use, randomized by 20% anyway), so a driver may run it a little late and
+    serve many agents' deadlines with one wakeup (runtime/connection.py). Deadlines that
+    time a state (disconnected, consent expiry), a retransmit or pacing never are.
+    """
 
     at: float
     reason: str
+    coalescible: bool = False
 
 
 @dataclass(frozen=True)
@@ -478,6 +485,7 @@ class IceAgent:
         if pair is None or pair.consent_revoked or self._closed:
             self.counters["send_no_pair"] += 1
             return None
+        pair.last_sent = now  # data that may need resending after an outage (PathResumed)
         pair.bytes_sent += len(data)
         pair.packets_sent += 1
         if self._relays.is_relayed(pair.base):  # via the TURN server: queued, not returned
@@ -539,7 +547,7 @@ class IceAgent:
         pair.packets_received += 1
         if pair is self._selected:
             self._consent.note_resumed(pair, now)
-        pair.last_received = now
+        pair.last_received = pair.last_answer_or_data = now
         if pair is not self._selected:
             self._consent.maybe_follow(pair, now)  # the peer sends on another path: ours died?
         elif not self._receiving:
@@ -588,12 +596,15 @@ class IceAgent:
         """The next time handle_timer must run, with its reason; None when idle."""
         if self._closed:
             return None
-        best: Deadline | None = None
+        best_at: float | None = None
+        best_reason = ""
+        best_coalescible = False
 
-        def consider(at: float | None, reason: str) -> None:
-            nonlocal best
-            if at is not None and (best is None or at < best.at):
-                best = Deadline(at, reason)
+        def consider(at: float | None, reason: str, coalescible: bool = False) -> None:
+            # Only the winner becomes a Deadline (a frozen dataclass, slow to build).
+            nonlocal best_at, best_reason, best_coalescible
+            if at is not None and (best_at is None or at < best_at):
+                best_at, best_reason, best_coalescible = at, reason, coalescible
 
         tx = self._transactions.earliest()
         if tx is not None:
@@ -625,7 +636,9 @@ class IceAgent:
         pair = self._selected
         if pair is not None and self._receiving and pair.last_received is not None:
             consider(pair.last_received + self.config.disconnected_timeout, "disconnected")
-        return best
+        if best_at is None:
+            return None
+        return Deadline(best_at, best_reason, best_coalescible)
 
     def handle_timer(self, now: float) -> None:
         """Do whatever is due at `now`: retransmits, paced checks, consent, state timeouts."""
@@ -1061,7 +1074,7 @@ class IceAgent:
             if pair is not None:
                 pair.requests_received += 1
                 pair.responses_sent += 1
-                self._consent.mark_received(pair, now)
+                self._consent.mark_received(pair, now, check=True)
             return
         if not gen.has_remote:
             if len(gen.pending_checks) < self.config.max_pairs:
@@ -1136,7 +1149,7 @@ class IceAgent:
         pair.requests_received += 1
         pair.responses_sent += 1
         gen.hold_checks_until = None  # the peer has our answer: check freely
-        self._consent.mark_received(pair, now)
+        self._consent.mark_received(pair, now, check=True)
         if check.use_candidate and self._selector.on_use_candidate(gen, pair, now):
             return  # RFC 8445 §7.3.1.5: the peer nominated a valid pair
         self._consent.maybe_follow(pair, now)
@@ -1185,8 +1198,8 @@ class IceAgent:
         pair.last_consent = now
         self._consent.mark_received(pair, now)
         if tx.kind is TxKind.CONSENT:
+            # mark_received updated the state if this answer changed it; nothing else can.
             self._note_mapped(gen, pair, msg.xor_mapped_address, now)
-            self._update_state(now)
             return
         self._check_succeeded(gen, pair, tx.nominate, now)
         self._note_mapped(gen, pair, msg.xor_mapped_address, now)
@@ -1235,10 +1248,11 @@ class IceAgent:
         """
         if mapped is None or pair.consent_revoked:
             return
-        try:
-            mapped = (normalize_ip(mapped[0]), mapped[1])
-        except ValueError:
-            return
+        if mapped != pair.local.address:  # the usual answer needs no parsing
+            try:
+                mapped = (normalize_ip(mapped[0]), mapped[1])
+            except ValueError:
+                return
         first, pair.mapped_seen = not pair.mapped_seen, True
         if pair.local.address == mapped:
             return

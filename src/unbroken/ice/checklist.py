@@ -29,9 +29,12 @@ class PairState(enum.Enum):
 PENDING_STATES = frozenset({PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS})
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class CandidatePair:
-    """A local candidate (by its base) and a remote candidate, with check and traffic state."""
+    """A local candidate (by its base) and a remote candidate, with check and traffic state.
+
+    Slotted: over 30 fields, an instance dict no longer shares its keys (1.5 KB a pair).
+    """
 
     id: str
     local: Candidate
@@ -44,7 +47,16 @@ class CandidatePair:
     consent_revoked: bool = False
     last_received: float | None = None
     last_consent: float | None = None
+    # Our checks on the pair in use (consent.py): the next one consent needs at the
+    # latest, when we last sent one (or began using the pair), where in the role's
+    # keepalive span the next one falls (0..1, drawn per check); when the peer's last
+    # check arrived, and the last answer to ours or data (last_received is either).
     next_keepalive: float | None = None
+    last_check_sent: float = 0.0
+    keepalive_draw: float = 0.0
+    last_check_received: float | None = None
+    last_answer_or_data: float | None = None
+    last_sent: float | None = None  # application data, by IceAgent.send
     current_rtt: float | None = None
     total_rtt: float = 0.0
     rtt_samples: int = 0

@@ -29,9 +29,13 @@ class IceConfig:
     # With nothing received on the selected pair for this long the state is
     # `disconnected` (W3C leaves it to us: libwebrtc ~5 s, Pion 5 s; our target 2.5 s).
     disconnected_timeout: float = 2.5
-    # Checks on the selected pair are sent every keepalive_interval (randomized 0.8-1.2,
-    # RFC 7675 §5.1) so that an idle but healthy pair always receives something well
-    # within disconnected_timeout. Defaults to disconnected_timeout / 2.5.
+    # The pace of checks on the selected pair when nothing else is heard on it, so that
+    # an idle but healthy pair always receives something well within
+    # disconnected_timeout. The controlling agent probes after keepalive_interval
+    # (randomized 0.8-1.2, RFC 7675 §5.1) without hearing anything; the controlled one is
+    # the backstop, after 1.3-1.5 x keepalive_interval: of two such agents one probes
+    # per interval, not both (consent.py, docs/ice.md). Defaults to
+    # disconnected_timeout / 2.5.
     keepalive_interval: float | None = None
     # A selected pair that has heard nothing for this long, while a valid request or data
     # arrives on another pair of its generation, is dead: the agent moves to the live
@@ -47,6 +51,10 @@ class IceConfig:
     answer_check_hold: float = 0.5
     # RFC 7675 §5.1: consent expires 30 s after the last authenticated response.
     consent_timeout: float = 30.0
+    # RFC 7675 §5.1: our own consent check at least this often (randomized 0.8-1.2), even
+    # while the peer's checks or data keep the pair alive and make keepalives needless:
+    # only answers to our own checks refresh consent. See consent_every.
+    consent_interval: float = 5.0
     # After a restart has switched to the new generation, the old one keeps accepting
     # (but no longer sends) for this long, so packets in flight and a peer that switches
     # a little later lose nothing (make before break, RFC 8445 §9).
@@ -102,6 +110,13 @@ class IceConfig:
         return self.disconnected_timeout * 0.6
 
     @property
+    def consent_every(self) -> float:
+        """The interval between our own consent checks while the peer's traffic keeps the
+        pair alive: never below keepalive, never above a third of consent_timeout (three
+        tries before consent expires)."""
+        return max(self.keepalive, min(self.consent_interval, self.consent_timeout / 3))
+
+    @property
     def keepalive(self) -> float:
         """The interval between checks on the selected pair."""
         if self.keepalive_interval is not None:
@@ -117,6 +132,7 @@ class IceConfig:
             "stun_rto",
             "disconnected_timeout",
             "consent_timeout",
+            "consent_interval",
         )
         for name in positive:
             if not getattr(self, name) > 0:

@@ -2,11 +2,24 @@
 
 Theory of operation
 -------------------
-While a pair carries data the agent sends a consent check on it every
-`IceConfig.keepalive` (randomized 0.8-1.2, RFC 7675 §5.1); each authenticated answer
-refreshes consent, and `consent_timeout` without one (or a 403) revokes it: nothing more
-goes to that 5-tuple with these credentials. The checks double as keepalives, so a
-healthy idle pair hears something well within `disconnected_timeout`.
+On the pair in use the agent sends a consent check at least every
+`IceConfig.consent_every` (5 s, randomized 0.8-1.2, RFC 7675 §5.1); each authenticated
+answer refreshes consent, and `consent_timeout` without one (or a 403) revokes it:
+nothing more goes to that 5-tuple with these credentials.
+
+The same checks are the keepalives (RFC 8445 §11), sent only when needed: what is heard
+on the pair is proof of life (`Selector.heard`: data and answers to our checks; for the
+controlled side the peer's checks too). A check goes out once nothing was heard, and no
+check of ours sent, for a delay drawn per check from the role's `Selector.keepalive_span`
+of `IceConfig.keepalive`: 0.8-1.2 (RFC 7675 §5.1), except that a controlled agent whose
+peer probes it defers to those checks, 1.3-1.5. So
+on an idle pair the controlling side probes about once a second and the controlled side,
+hearing those checks, only at its consent pace; when the controlling side's probes stop
+arriving (one lost, or its path died) the controlled side probes within 1.5 keepalives,
+well within `disconnected_timeout`. One probe per pair per interval, not two: at idle
+these wakeups are the whole cost of a connection (issue 9). A side that sends data and
+hears nothing for OUTAGE_SILENCE probes at once (at most at its usual pace): after a NAT
+rebinding that check is what heals the path.
 
 Silence is watched separately: the pair in use that has heard nothing for
 `switch_silence` is reported (`PathSilent`) and, when something valid arrives on another
@@ -14,7 +27,7 @@ pair of its generation meanwhile, abandoned for that one (`maybe_follow`: the pe
 path moved). When it hears again after an outage, `PathResumed` is reported.
 
 The pacing of consent and keepalives (what an idle connection costs) is decided here:
-`begin` schedules the first check, `send` the next ones.
+`begin` and `send` schedule (`schedule`), `keepalive_due` says when the next check is due.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from .checklist import CandidatePair, PairState
 from .events import PathResumed, PathSilent
+from .nomination import KEEPALIVE_SPAN
 from .transactions import TxKind
 
 if TYPE_CHECKING:
@@ -35,6 +49,9 @@ logger = logging.getLogger(__name__)
 # Nothing heard on the pair given up for this long means packets were being lost on it
 # (a data channel sending every 10-50 ms hears acknowledgements far more often).
 OUTAGE_SILENCE = 0.2
+# The longest silence, in keepalive intervals, an idle healthy pair hears between
+# keepalives (plus a round trip): the controlling side's probes, which both sides hear.
+IDLE_SILENCE = KEEPALIVE_SPAN[1]
 
 
 class Consent:
@@ -52,17 +69,48 @@ class Consent:
         if pair.last_received is None:
             pair.last_received = now
         pair.last_consent = pair.last_consent if pair.last_consent is not None else now
-        pair.next_keepalive = now + self.jitter(self._agent.config.keepalive)
+        # The nominating check that put the pair in use says nothing yet about whether
+        # the peer goes on probing it (ControlledSelector.keepalive_span).
+        pair.last_check_received = None
+        self.schedule(pair, now)
 
     def jitter(self, interval: float) -> float:
         """RFC 7675 §5.1: randomize to 0.8-1.2 of the interval."""
         return interval * (0.8 + 0.4 * self._agent._rng.random())
 
+    def schedule(self, pair: CandidatePair, now: float) -> None:
+        """Draw the next intervals from `now`: keepalive's (within the role's span) and consent's."""
+        agent = self._agent
+        pair.last_check_sent = now
+        pair.keepalive_draw = agent._rng.random()
+        pair.next_keepalive = now + self.jitter(agent.config.consent_every)
+
+    def keepalive_due(self, pair: CandidatePair) -> float | None:
+        """When our next check on `pair` is due: after the role's keepalive delay from the
+        later of the last thing heard and our last check, or at consent's own deadline."""
+        if pair.next_keepalive is None:
+            return None
+        selector = self._agent._selector
+        heard = selector.heard(pair)
+        since = pair.last_check_sent if heard is None or heard < pair.last_check_sent else heard
+        keepalive = self._agent.config.keepalive
+        low, high = selector.keepalive_span(pair)
+        due = since + keepalive * (low + (high - low) * pair.keepalive_draw)
+        last, sent = pair.last_received, pair.last_sent
+        if sent is not None and last is not None and sent > last:
+            # We send and hear nothing back: probe after OUTAGE_SILENCE (a NAT that rebound
+            # our mapping heals with this check, docs/ice.md), but not sooner after our
+            # last check than the usual keepalive pace (a one-way stream hears little).
+            pace = KEEPALIVE_SPAN[0] + (KEEPALIVE_SPAN[1] - KEEPALIVE_SPAN[0]) * pair.keepalive_draw
+            quick = max(last + OUTAGE_SILENCE, pair.last_check_sent + keepalive * pace)
+            due = quick if quick < due else due
+        return due if due < pair.next_keepalive else pair.next_keepalive
+
     def send(self, pair: CandidatePair, now: float) -> None:
         """One consent check on `pair`, and the next one scheduled."""
         agent = self._agent
         gen = pair.owner
-        pair.next_keepalive = now + self.jitter(agent.config.keepalive)
+        self.schedule(pair, now)
         if gen is None or not gen.has_remote or pair.consent_revoked:
             return
         transactions = agent._transactions
@@ -122,10 +170,20 @@ class Consent:
         agent._selector.follow(gen, pair, now)
 
     def note_resumed(self, pair: CandidatePair, now: float) -> None:
-        """The pair in use hears again after an outage: what was sent meanwhile is lost."""
+        """The pair in use hears again after an outage: what was sent meanwhile is lost.
+
+        An idle pair hears only keepalives, up to 1.2 keepalive intervals apart (the
+        controlling side's probes): a silence that long is no outage unless we sent data
+        meanwhile (which may be lost and wants resending).
+        """
         self.silence_reported = False
-        if pair.last_received is not None and now - pair.last_received > OUTAGE_SILENCE:
-            self._agent._events.append(PathResumed(pair.generation, now - pair.last_received))
+        last = pair.last_received
+        if last is None or now - last <= OUTAGE_SILENCE:
+            return
+        if now - last > IDLE_SILENCE * self._agent.config.keepalive or (
+            pair.last_sent is not None and pair.last_sent > last
+        ):
+            self._agent._events.append(PathResumed(pair.generation, now - last))
 
     def silence_due(self) -> float | None:
         """When the pair in use will have been silent for switch_silence (PathSilent)."""
@@ -134,24 +192,30 @@ class Consent:
             return None
         return pair.last_received + self._agent.config.switch_silence
 
-    def mark_received(self, pair: CandidatePair, now: float) -> None:
-        """Something authenticated arrived on `pair`."""
+    def mark_received(self, pair: CandidatePair, now: float, *, check: bool = False) -> None:
+        """Something authenticated arrived on `pair` (`check`: the peer's check)."""
         agent = self._agent
         if pair is agent._selected:
             self.note_resumed(pair, now)
         pair.last_received = now
+        if check:
+            pair.last_check_received = now
+        else:
+            pair.last_answer_or_data = now
         if pair is agent._selected and not agent._receiving:
             agent._update_state(now)
 
-    def deadlines(self, consider: Callable[[float | None, str], None]) -> None:
+    def deadlines(self, consider: Callable[[float | None, str, bool], None]) -> None:
         """Offer this part's deadlines to get_timer: silence, next check, expiry."""
         agent = self._agent
-        consider(self.silence_due(), "path silence")
+        consider(self.silence_due(), "path silence", False)
         pair = agent._selected
         if pair is not None:
-            consider(pair.next_keepalive, "consent check")
+            # The one deadline a driver may run late (Deadline.coalescible): its interval
+            # is randomized by 20% anyway, and idle connections can share a wakeup.
+            consider(self.keepalive_due(pair), "consent check", True)
             if pair.last_consent is not None:
-                consider(pair.last_consent + agent.config.consent_timeout, "consent expiry")
+                consider(pair.last_consent + agent.config.consent_timeout, "consent expiry", False)
 
     def handle_timer(self, now: float) -> None:
         """Report silence, expire consent, or send the next consent check, as due."""
@@ -167,5 +231,7 @@ class Consent:
             return
         if pair.last_consent is not None and now >= pair.last_consent + config.consent_timeout:
             self.revoke(pair, now, f"no consent response for {config.consent_timeout:g} s")
-        elif pair.next_keepalive is not None and now >= pair.next_keepalive:
-            self.send(pair, now)
+        else:
+            due = self.keepalive_due(pair)
+            if due is not None and now >= due:
+                self.send(pair, now)

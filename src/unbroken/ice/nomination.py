@@ -9,9 +9,11 @@ swaps the object (`IceAgent._set_role`).
 
 - `ControllingSelector`: regular nomination of the best valid pair (RFC 8445 §8.1.1),
   ICE-CONTROLLING on our checks, USE-CANDIDATE on consent checks of the pair in use (as
-  libwebrtc's semi-aggressive nomination: the peer follows a NAT rebinding at once).
+  libwebrtc's semi-aggressive nomination: the peer follows a NAT rebinding at once),
+  and the keepalive probes of an idle pair (`keepalive_span`).
 - `ControlledSelector`: a pair is selected when the peer nominates it (§7.3.1.5, §8.1.1),
-  the latest nomination winning (see `Selector.select`).
+  the latest nomination winning (see `Selector.select`); it probes an idle pair only as
+  the backstop, when the controlling side's probes stop arriving.
 
 Lite: the agent is always a full agent; facing a lite peer it is controlling (§6.1.1,
 `IceAgent.set_remote_credentials`), so no lite selector is needed. Renomination (the
@@ -28,6 +30,12 @@ from .checklist import PENDING_STATES, CandidatePair, Generation, PairState
 
 if TYPE_CHECKING:
     from .agent import IceAgent
+
+# Probe the pair in use after hearing nothing on it for this many keepalive intervals
+# (drawn uniformly per check): RFC 7675 §5.1's 0.8-1.2, and the controlled side's
+# backstop while the controlling side's probes arrive (ControlledSelector.keepalive_span).
+KEEPALIVE_SPAN = (0.8, 1.2)
+BACKSTOP_SPAN = (1.3, 1.5)
 
 
 class Selector:
@@ -84,6 +92,18 @@ class Selector:
     def nominates_consent(self, pair: CandidatePair) -> bool:
         """True when our consent check on `pair` carries USE-CANDIDATE."""
         return False
+
+    def keepalive_span(self, pair: CandidatePair) -> tuple[float, float]:
+        """How long, in keepalive intervals, we hear nothing on `pair` before probing it.
+
+        RFC 7675 §5.1's randomization, 0.8-1.2 (consent.py). The controlled role defers
+        to the controlling side's probes while they arrive (ControlledSelector).
+        """
+        return KEEPALIVE_SPAN
+
+    def heard(self, pair: CandidatePair) -> float | None:
+        """The last proof of life on `pair` that puts our next probe off."""
+        return pair.last_received
 
     def adopt_role(self, msg: stun.Message) -> None:
         """Until we checked on a restart's generation, the peer's first check sets roles.
@@ -160,6 +180,12 @@ class ControllingSelector(Selector):
         gen.nominating = pair
         self._agent._send_check(gen, pair, now, nominate=True)
 
+    def heard(self, pair: CandidatePair) -> float | None:
+        """Data and answers to our checks, not the peer's checks: the controlling side
+        keeps its own keepalive pace (the peer's checks are the backstop's business), so
+        an idle pair hears one probe per interval whatever the peer does."""
+        return pair.last_answer_or_data
+
     def nominates_consent(self, pair: CandidatePair) -> bool:
         """On the pair in use, as libwebrtc's default (semi-aggressive) nomination does:
         when a NAT rebinds our mapping, the check reaches the peer from a new address and
@@ -210,6 +236,23 @@ class ControlledSelector(Selector):
         """Move to the live pair at once, as libwebrtc's controlled side does."""
         gen.selected = pair
         self._agent._use(gen, pair, now)
+
+    def keepalive_span(self, pair: CandidatePair) -> tuple[float, float]:
+        """The backstop while the peer's checks arrive; the usual span otherwise.
+
+        Both sides would probe an idle pair every interval (RFC 8445 §11), but each
+        side's checks prove life to the other. While the peer probes us (a check of its
+        within the backstop's longest interval before our last check) we probe only after
+        1.3-1.5 intervals of silence, later than its next check (at most 1.2 intervals
+        plus a round trip), so only the controlling side probes. When its checks stop (one
+        lost, its path died) we probe within 1.5 intervals; a peer that never probes gets
+        the usual pace. Detection is unchanged (docs/ice.md, Timers).
+        """
+        checked = pair.last_check_received
+        window = BACKSTOP_SPAN[1] * self._agent.config.keepalive
+        if checked is not None and checked > pair.last_check_sent - window:
+            return BACKSTOP_SPAN
+        return KEEPALIVE_SPAN
 
     def adopt_role(self, msg: stun.Message) -> None:
         """The peer claims controlled: we take controlling."""

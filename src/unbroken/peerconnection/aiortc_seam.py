@@ -12,9 +12,31 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiortc import RTCCertificate
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
+from OpenSSL import SSL
 
 logger = logging.getLogger(__name__)
+
+# RTCCertificate member overridden by LeanCertificate (aiortc 1.16, rtcdtlstransport.py).
+CERTIFICATE_MEMBERS = ("_create_ssl_context",)
+
+
+class LeanCertificate(RTCCertificate):  # type: ignore[misc]
+    """An RTCCertificate whose DTLS connections free their record buffers when idle.
+
+    aiortc builds each DTLS connection's SSL context from its certificate in
+    `_create_ssl_context`. With SSL_MODE_RELEASE_BUFFERS OpenSSL frees a connection's
+    read and write buffers (about 40 KB allocated, 12 KB resident per connection, H5's
+    measurement with aiortc 1.16) whenever they are empty, which an idle data channel's
+    always are, and allocates them again for the next record (issue 9).
+    """
+
+    def _create_ssl_context(self, srtp_profiles: list[Any]) -> SSL.Context:
+        ctx: SSL.Context = super()._create_ssl_context(srtp_profiles)
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        return ctx
+
 
 # RTCSctpTransport members used by retransmit_now (aiortc 1.16, rtcsctptransport.py).
 SCTP_MEMBERS = ("_sent_queue", "_t3_handle", "_t3_cancel", "_t3_expired")

@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from aiortc import (
-    RTCCertificate,
     RTCDataChannelParameters,
     RTCDtlsTransport,
     RTCRtpReceiver,
@@ -148,7 +147,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         self._resolving: asyncio.Task[None] | None = None  # ICE server names being resolved
         self._gathered_waiters: list[tuple[str, asyncio.Future[None]]] = []
         self._fired_receiving: set[int] = set()  # id(transceiver): track event fired
-        self._certificate = RTCCertificate.generateCertificate()
+        self._certificate = aiortc_seam.LeanCertificate.generateCertificate()
         # Descriptions, signaling, credentials and restarts (jsep/session.py).
         self._jsep = jsep.JsepSession(_generate_credentials)
         self._signaling = SignalingState.STABLE  # as published, with its event

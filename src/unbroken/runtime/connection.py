@@ -3,8 +3,11 @@
 Theory of operation
 -------------------
 `IceConnection` owns the UDP sockets (one per allowed local address, kept across
-restarts), one `loop.call_at` timer armed at the agent's next deadline, and the drain
-loop: after every input it sends what the agent queued and dispatches its events.
+restarts), one timer armed at the agent's next deadline, and the drain loop: after every
+input it sends what the agent queued and dispatches its events. The timer is a
+`loop.call_at` of its own, except for a coalescible deadline (the keepalive and consent
+check of an idle pair, `Deadline.coalescible`): that one is rounded up to a TIMER_SLOT
+and filed in the loop's `_Wheel`, so one wakeup serves every connection due in the slot.
 Datagrams are demultiplexed by first byte (RFC 7983): STUN goes to the agent, DTLS and
 RTP from a known pair go to a queue that `_recv()` reads.
 
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import ssl
 from collections.abc import Callable
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from pyee.asyncio import AsyncIOEventEmitter
 
@@ -52,6 +57,72 @@ from .pinned import PINNING_SUPPORTED, PinnedSocket, base_closed, bind_base
 from .relay_streams import RelayStreams
 
 logger = logging.getLogger(__name__)
+
+TIMER_SLOT = 0.05
+"""Coalescible deadlines (Deadline.coalescible: keepalives and consent checks) are rounded
+up to a multiple of this, in loop time, so that the keepalives of every connection in the
+process due within one slot go out in one loop turn, and their answers come back
+together: at idle a wakeup and its cold caches cost more than the work (issue 9). Their
+interval is randomized by 20% anyway (RFC 7675 §5.1); 50 ms later changes nothing.
+Deadlines that time a state (disconnected, consent expiry), a retransmit or pacing are
+never rounded."""
+
+_SYSTEM_RANDOM = secrets.SystemRandom()
+"""Shared by every connection: it keeps no state (os.urandom), and an instance of its own
+would cost each connection the 2.5 KB Mersenne Twister state it never uses."""
+
+
+class _Wheel:
+    """The coalesced deadlines of every connection on one event loop: one asyncio timer
+    per TIMER_SLOT instant, not one per connection.
+
+    Filing a connection under a slot, or taking it out when its deadline moves, is a dict
+    operation: no TimerHandle and no heap push (whose comparisons run in Python). The
+    slot's timer, made with its first entry, runs every connection still filed there.
+    """
+
+    __slots__ = ("_loop", "_slots", "fired", "ran")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._slots: dict[float, dict[IceConnection, None]] = {}
+        self.fired = 0  # loop timers that ran (one per slot)
+        self.ran = 0  # connection timers they ran
+
+    def arm(self, conn: IceConnection, slot: float) -> None:
+        """Run conn._on_timer() at `slot` (a multiple of TIMER_SLOT)."""
+        members = self._slots.get(slot)
+        if members is None:
+            members = self._slots[slot] = {}
+            self._loop.call_at(slot, self._fire, slot)
+        members[conn] = None
+
+    def disarm(self, conn: IceConnection, slot: float) -> None:
+        """Undo arm(conn, slot)."""
+        members = self._slots.get(slot)
+        if members is not None:
+            members.pop(conn, None)
+
+    def _fire(self, slot: float) -> None:
+        members = self._slots.pop(slot, {})
+        self.fired += 1
+        self.ran += len(members)
+        for conn in members:
+            try:
+                conn._on_timer()
+            except Exception:  # as a Handle would: report it, and run the others
+                logger.exception("timer of %r failed", conn)
+
+
+_WHEELS: WeakKeyDictionary[asyncio.AbstractEventLoop, _Wheel] = WeakKeyDictionary()
+
+
+def wheel_of(loop: asyncio.AbstractEventLoop) -> _Wheel:
+    """The loop's one _Wheel of coalesced deadlines."""
+    wheel = _WHEELS.get(loop)
+    if wheel is None:
+        wheel = _WHEELS[loop] = _Wheel(loop)
+    return wheel
 
 
 def _addr(raw: Any) -> Address:
@@ -106,7 +177,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         self.agent = IceAgent(
             controlling=controlling,
             config=config,
-            rng=rng or secrets.SystemRandom(),
+            rng=rng or _SYSTEM_RANDOM,
             credentials=credentials,
         )
         self.address_filter = address_filter or AddressFilter()
@@ -115,6 +186,8 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._wheel = wheel_of(self._event_loop)
+        self._wheel_slot: float | None = None  # filed under this slot of the wheel
         self._closed = False
         self.dropped_undemuxable = 0
         self._state_waiters: list[
@@ -323,8 +396,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         logger.debug("closing; agent counters: %s", dict(self.agent.counters))
         self.agent.close(self._now())
         self._flush()
-        if self._timer is not None:
-            self._timer.cancel()
+        self._disarm()
         if self._pinned is not None:
             self._pinned.close()
             self._pinned = None
@@ -375,6 +447,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._wheel_slot = None
         self._timer_at = None
         self.agent.handle_timer(self._now())
         self._flush()
@@ -396,13 +469,27 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             return
         deadline = self.agent.get_timer() if out.events else out.deadline
         at = deadline.at if deadline is not None else None
+        coalesced = deadline is not None and deadline.coalescible
+        if at is not None and coalesced:
+            slot = math.ceil(at / TIMER_SLOT) * TIMER_SLOT
+            at = slot if slot >= at else slot + TIMER_SLOT  # never early (float rounding)
         if at != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if at is not None:
+            self._disarm()
+            if at is not None and coalesced:
+                self._wheel.arm(self, at)
+                self._wheel_slot = at
+            elif at is not None:
                 self._timer = self._event_loop.call_at(at, self._on_timer)
             self._timer_at = at
+
+    def _disarm(self) -> None:
+        """Cancel the armed timer, whether an asyncio one or a slot of the wheel."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._wheel_slot is not None:
+            self._wheel.disarm(self, self._wheel_slot)
+            self._wheel_slot = None
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, LocalCandidateGathered):
