@@ -33,6 +33,8 @@ from unbroken.ice.relay import (
     RelayOptions,
     RelayReady,
     RelayServer,
+    RelaySocketClose,
+    RelaySocketOpen,
     RelayStreamData,
     RelayStreamOpen,
     relay_local_preference,
@@ -419,3 +421,81 @@ def test_a_redirect_over_tcp_reconnects_and_allocates_there() -> None:
     (again,) = commands
     assert isinstance(again, RelayStreamData)
     assert stun.decode(again.data).method == Method.ALLOCATE  # sent on the new connection
+
+
+class MismatchTurn(ScriptedTurn):
+    """Answers Allocate from the addresses in `taken` with 437 (another allocation there)."""
+
+    def __init__(self, taken: set[Address]) -> None:
+        super().__init__()
+        self.taken = taken
+
+    def _answer(self, msg: Message, client: Address) -> bytes:
+        if msg.method != Method.ALLOCATE or client not in self.taken:
+            return super()._answer(msg, client)
+        reply = Message(msg.method, MessageClass.ERROR, msg.transaction_id,
+                        error_code=(437, "Allocation Mismatch"))  # fmt: skip
+        return stun.encode(reply, integrity_key=self.key)
+
+
+NEW_PORT = (BASE_A[0], 5999)
+
+
+def test_udp_437_asks_for_a_socket_of_its_own_and_allocates_from_it() -> None:
+    """RFC 8656 §7.2: 437 on the base's 5-tuple; the retry comes from a new local port."""
+    world = World(IceConfig(turn_servers=(relay_server(),), relay_only=True),
+                  MismatchTurn({BASE_A}))  # fmt: skip
+    world.signal()
+    world.run(until=0.5)
+    (ask,) = of_type(world.events["a"], RelaySocketOpen)
+    assert ask.local_ip == BASE_A[0]
+    assert not of_type(world.events["a"], LocalCandidateGathered)
+    assert not of_type(world.events["a"], CandidateErrorEvent)
+    allocates = world.turn.requests.count(Method.ALLOCATE)
+    world.a.relay_socket_opened(ask.key, NEW_PORT, world.now)  # the driver bound it
+    world.run(until=2.0)
+    assert world.turn.requests.count(Method.ALLOCATE) > allocates
+    assert list(world.turn.relayed) == [NEW_PORT]  # the allocation is the new port's
+    gathered = [e.candidate for e in of_type(world.events["a"], LocalCandidateGathered)]
+    assert [(c.type, c.related_address, c.related_port) for c in gathered] == [
+        ("relay", NEW_PORT[0], NEW_PORT[1])
+    ]
+    assert gathered[0].base == gathered[0].address  # still its own base
+    assert of_type(world.events["a"], GatheringComplete)
+    assert not of_type(world.events["a"], CandidateErrorEvent)
+    assert world.a.state is IceTransportState.CONNECTED
+    assert world.a.send(b"\x80data", world.now) is None
+    world.run()
+    assert world.delivered_to_b == [b"\x80data"]
+    # Closing releases the allocation from the new port, then the socket is let go.
+    world.a.close(world.now)
+    out = world.a.drain()
+    assert [(tx.local, tx.remote) for tx in out.transmits] == [(NEW_PORT, SERVER)]
+    assert stun.decode(out.transmits[0].data).method == Method.REFRESH
+    assert [e.key for e in of_type(out.events, RelaySocketClose)] == [ask.key]
+
+
+def test_udp_437_again_from_the_new_port_fails_and_lets_the_socket_go() -> None:
+    world = World(IceConfig(turn_servers=(relay_server(),)), MismatchTurn({BASE_A, NEW_PORT}))
+    world.signal()
+    world.run(until=0.5)
+    (ask,) = of_type(world.events["a"], RelaySocketOpen)
+    world.a.relay_socket_opened(ask.key, NEW_PORT, world.now)
+    world.run(until=2.0)
+    errors = of_type(world.events["a"], CandidateErrorEvent)
+    assert [e.error_code for e in errors] == [437]
+    assert [e.key for e in of_type(world.events["a"], RelaySocketClose)] == [ask.key]
+    assert of_type(world.events["a"], GatheringComplete)
+    assert world.a.state is IceTransportState.CONNECTED  # over the host pair
+
+
+def test_udp_437_with_no_socket_to_be_had_is_a_candidate_error() -> None:
+    world = World(IceConfig(turn_servers=(relay_server(),)), MismatchTurn({BASE_A}))
+    world.signal()
+    world.run(until=0.5)
+    (ask,) = of_type(world.events["a"], RelaySocketOpen)
+    world.a.relay_socket_failed(ask.key, world.now, "no ports")
+    world.run(until=2.0)
+    errors = of_type(world.events["a"], CandidateErrorEvent)
+    assert [(e.address, e.port, e.error_code) for e in errors] == [(BASE_A[0], BASE_A[1], 437)]
+    assert of_type(world.events["a"], GatheringComplete)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -16,10 +17,11 @@ from coturn import PASSWORD, USER, Coturn, coturn_problem, free_port, start_cotu
 from pc_helpers import Recorder, make_pc, negotiate, trickle
 from prereq import require
 from unbroken import InvalidAccessError, RTCConfiguration, RTCPeerConnection
+from unbroken.addresses import Address
 from unbroken.errors import NotSupportedError, SyntaxError_
 from unbroken.ice import IceConfig, foundation_for
 from unbroken.ice.relay import RelayOptions
-from unbroken.turn import rest_credentials
+from unbroken.turn import AllocationSucceeded, TurnClient, rest_credentials
 
 pytestmark = pytest.mark.turn
 LOCAL = "127.0.0.1"
@@ -449,3 +451,63 @@ async def test_refreshes_over_more_than_three_short_lifetimes(
         await call.exchange(5)
     finally:
         srv.stop()
+
+
+# ------------------------------------------------------------------ 437 over UDP
+
+
+async def allocate_from(local: Address, server: Address) -> Address:
+    """Allocate from `local` (a base's port, joined with SO_REUSEPORT) and drop the socket
+    without releasing: the server keeps an allocation on that 5-tuple (RFC 8656 §7.2)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(local)
+        sock.connect(server)  # connected: the server's answers come here, not to the base
+        sock.setblocking(False)
+        client = TurnClient(server, USER, PASSWORD)
+        client.allocate(loop.time())
+        while True:
+            for data in client.data_to_send():
+                sock.send(data)
+            while (event := client.next_event()) is not None:
+                assert isinstance(event, AllocationSucceeded), event
+                return event.relayed
+            at = client.get_timer()
+            wait = 1.0 if at is None else max(0.0, at - loop.time())
+            try:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 2048), wait)
+            except asyncio.TimeoutError:
+                client.handle_timer(loop.time())
+                continue
+            client.receive(data, loop.time())
+    finally:
+        sock.close()
+
+
+async def test_udp_437_on_the_base_allocates_from_a_socket_of_its_own(
+    server: Coturn, calls: list[Call]
+) -> None:
+    """An allocation already on the base's 5-tuple: coturn answers 437, the relay moves."""
+    a = relay_pc(server, entry(turn_url(server)))
+    call = Call(a, make_pc())
+    calls.append(call)
+    ice, _ = a._ensure_transports()
+    await ice.open_sockets()  # the base, bound before gathering (gather() reuses it)
+    (base,) = ice._sockets
+    taken = await allocate_from(base, (LOCAL, server.port))
+    await call.connect()
+    await call.exchange(20)
+    assert selected_types(a) == ("relay", "host")
+    assert call.errors_a == []
+    assert gatherer(a).counters["NewLocalPortNeeded"] == 1
+    (own,) = [s.local for s in ice._relay_sockets.values()]
+    assert own[0] == base[0] and own[1] != base[1]
+    lines = local_candidate_lines(call.ra)
+    # The server saw the new port (the mapped address), and allocated anew.
+    assert len(lines) == 1 and f" typ relay raddr {LOCAL} rport {own[1]}" in lines[0]
+    (relayed,) = gatherer(a).relayed_addresses(0)
+    assert relayed != taken
+    await a.close()
+    assert ice._relay_sockets == {}

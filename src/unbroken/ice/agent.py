@@ -588,6 +588,14 @@ class IceAgent:
         """A TURN server connection closed or could not be opened."""
         self._relays.stream_closed(key, now, reason)
 
+    def relay_socket_opened(self, key: int, local: Address, now: float) -> None:
+        """The driver bound the UDP socket a RelaySocketOpen asked for, at `local`."""
+        self._relays.socket_opened(key, local, now)
+
+    def relay_socket_failed(self, key: int, now: float, reason: str = "") -> None:
+        """The driver could not bind the UDP socket a RelaySocketOpen asked for."""
+        self._relays.socket_failed(key, now, reason)
+
     def next_event(self) -> Event | None:
         """The oldest unread event, or None."""
         return self._events.popleft() if self._events else None

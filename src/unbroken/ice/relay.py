@@ -15,7 +15,12 @@ the candidate and its base, so pairs, checks, consent and data keep their usual
   what peers sent as (relayed address, peer, payload), fed to the agent as if received
   on the relayed address.
 
-UDP servers share the base's own socket (`Transmit(data, base, server)`). TCP and TLS
+UDP servers share the base's own socket (`Transmit(data, base, server)`), until the
+server answers an Allocate with 437 (RFC 8656 §7.2: the base's 5-tuple already has an
+allocation): then the gatherer asks for a UDP socket of the relay's own with
+`RelaySocketOpen(key, local_ip)`, the driver answers `socket_opened(key, local)` (or
+`socket_failed()`), and the client retries from it; its traffic then goes through that
+socket (`Transmit(data, socket, server)`) until `RelaySocketClose(key)`. TCP and TLS
 servers need a connection: the gatherer asks for one with `RelayStreamOpen(key, ...)`,
 writes with `RelayStreamData(key, bytes)` and closes with `RelayStreamClose(key)`; the
 driver answers with `stream_opened()`, `stream_data()` and `stream_closed()`. The
@@ -121,6 +126,23 @@ class RelayStreamClose(Event):
 
 
 @dataclass(frozen=True)
+class RelaySocketOpen(Event):
+    """Driver command: bind a UDP socket on `local_ip` (a port of its own, like a base)
+    for relay `key`, whose server answered 437 on the base's; answer with
+    socket_opened() or socket_failed()."""
+
+    key: int
+    local_ip: str
+
+
+@dataclass(frozen=True)
+class RelaySocketClose(Event):
+    """Driver command: close relay `key`'s own UDP socket."""
+
+    key: int
+
+
+@dataclass(frozen=True)
 class RelayReady:
     """An allocation succeeded: `relayed` is a relay candidate of `generation` on `base`."""
 
@@ -164,6 +186,8 @@ class _Relay:
     index: int  # the base's position, for the local preference
     client: TurnClient | None
     stream_local: Address | None = None
+    socket_local: Address | None = None  # a UDP socket of its own, after a 437 (RFC 8656 §7.2)
+    socket_asked: bool = False  # RelaySocketOpen sent: RelaySocketClose is owed
     relayed: Address | None = None
     settled: bool = False  # RelayReady or RelayFailed reported (gathering counted it)
     closing: bool = False
@@ -199,6 +223,11 @@ class RelayGatherer:
 
     # ----------------------------------------------------------------- queries
 
+    @staticmethod
+    def _udp_local(relay: _Relay) -> Address:
+        """Where a UDP relay's traffic with its server goes: its own socket, else the base."""
+        return relay.socket_local or relay.base
+
     def is_relayed(self, address: Address) -> bool:
         """True when `address` is a live relayed address (a relay candidate's base)."""
         return address in self._by_relayed
@@ -208,7 +237,7 @@ class RelayGatherer:
         return any(
             r.client is not None
             and r.server.transport == "udp"
-            and r.base == local
+            and self._udp_local(r) == local
             and r.client.server == remote
             for r in self._relays.values()
         )
@@ -313,7 +342,7 @@ class RelayGatherer:
         gone: list[Address] = []
         for relay in list(self._relays.values()):
             if relay.base != base or relay.server.transport != "udp":
-                continue
+                continue  # (a relay on a socket of its own goes too: same local IP)
             if relay.relayed is not None:
                 gone.append(relay.relayed)
             self._forget(relay)
@@ -335,7 +364,7 @@ class RelayGatherer:
             if (
                 client is not None
                 and relay.server.transport == "udp"
-                and relay.base == local
+                and self._udp_local(relay) == local
                 and client.server == remote
             ):
                 return self._deliver(relay, client.receive(data, now))
@@ -376,6 +405,25 @@ class RelayGatherer:
             return
         relay.client.transport_closed(now)
 
+    def socket_opened(self, key: int, local: Address, now: float) -> None:
+        """Relay `key`'s own UDP socket is bound at `local`: allocate again from it."""
+        relay = self._relays.get(key)
+        if relay is None or relay.client is None:
+            self._out.commands.append(RelaySocketClose(key))
+            return
+        relay.socket_local = local
+        if relay.client.state is TurnState.WAITING_FOR_PORT:
+            relay.client.retry_from_new_port(now)
+
+    def socket_failed(self, key: int, now: float, reason: str = "") -> None:
+        """Relay `key`'s own UDP socket could not be bound: the 437 stands."""
+        relay = self._relays.get(key)
+        if relay is None or relay.client is None:
+            return
+        relay.socket_asked = False
+        self._fail(relay, 437, f"Allocation Mismatch, and no new local port: {reason}")
+        self._forget(relay)
+
     # ----------------------------------------------------------------- timers
 
     def get_timer(self) -> float | None:
@@ -414,7 +462,8 @@ class RelayGatherer:
             self._on_event(relay, event)
         data = client.data_to_send()
         if relay.server.transport == "udp":
-            self._out.transmits.extend(Transmit(d, relay.base, client.server) for d in data)
+            local = self._udp_local(relay)
+            self._out.transmits.extend(Transmit(d, local, client.server) for d in data)
         elif relay.stream_local is not None:
             self._out.commands.extend(RelayStreamData(relay.key, d) for d in data)
         else:  # reconnecting (300, 437): written once the new connection is up
@@ -455,11 +504,12 @@ class RelayGatherer:
             self._gone(relay)
 
     def _new_port(self, relay: _Relay) -> None:
-        """437 on Allocate: over TCP/TLS a new connection is a new port; over UDP the base
-        is the agent's socket, which cannot move (restarts allocate from fresh bases)."""
+        """437 on Allocate (RFC 8656 §7.2): move to a new local port. Over TCP/TLS that is
+        a new connection; over UDP the base is the agent's socket, so the relay gets a
+        socket of its own (the client allows one move: a second 437 fails it)."""
         if relay.server.transport == "udp":
-            self._fail(relay, 437, "Allocation Mismatch: this base already has an allocation")
-            self._forget(relay)
+            relay.socket_asked = True
+            self._out.commands.append(RelaySocketOpen(relay.key, relay.base[0]))
             return
         self._out.commands.append(RelayStreamClose(relay.key))
         relay.stream_local = None
@@ -528,8 +578,12 @@ class RelayGatherer:
         relay.client = None if relay.server.transport != "udp" else relay.client
         if relay.client is not None:
             data = relay.client.data_to_send()
-            self._out.transmits.extend(Transmit(d, relay.base, relay.client.server) for d in data)
+            local = self._udp_local(relay)
+            self._out.transmits.extend(Transmit(d, local, relay.client.server) for d in data)
             relay.client = None
+        if relay.socket_asked:  # after the release above: the driver sends, then closes
+            relay.socket_asked = False
+            self._out.commands.append(RelaySocketClose(relay.key))
 
 
 class AgentRelays:
@@ -604,6 +658,18 @@ class AgentRelays:
         """Relay `key`'s stream closed (or never opened)."""
         self.clock = max(self.clock, now)
         self.gatherer.stream_closed(key, now, reason)
+        self.pump(now)
+
+    def socket_opened(self, key: int, local: Address, now: float) -> None:
+        """The driver bound relay `key`'s own UDP socket at `local` (after a 437)."""
+        self.clock = max(self.clock, now)
+        self.gatherer.socket_opened(key, local, now)
+        self.pump(now)
+
+    def socket_failed(self, key: int, now: float, reason: str = "") -> None:
+        """The driver could not bind relay `key`'s own UDP socket."""
+        self.clock = max(self.clock, now)
+        self.gatherer.socket_failed(key, now, reason)
         self.pump(now)
 
     def is_relayed(self, address: Address) -> bool:
@@ -748,6 +814,8 @@ __all__ = [
     "RelayOutcome",
     "RelayReady",
     "RelayServer",
+    "RelaySocketClose",
+    "RelaySocketOpen",
     "RelayStreamClose",
     "RelayStreamData",
     "RelayStreamOpen",

@@ -50,7 +50,13 @@ from ..ice import (
     SelectedPairChanged,
     StateChanged,
 )
-from ..ice.relay import RelayStreamClose, RelayStreamData, RelayStreamOpen
+from ..ice.relay import (
+    RelaySocketClose,
+    RelaySocketOpen,
+    RelayStreamClose,
+    RelayStreamData,
+    RelayStreamOpen,
+)
 from .demux import Kind, classify
 from .interfaces import AddressFilter, select_addresses
 from .pinned import PINNING_SUPPORTED, PinnedSocket, base_closed, bind_base
@@ -201,6 +207,9 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             on_closed=self._relay_closed,
             ssl_context=turn_ssl_context,
         )
+        # UDP sockets of their own for TURN allocations refused 437 on a base's port.
+        self._relay_sockets: dict[int, _Socket] = {}
+        self._relay_binding: dict[int, asyncio.Task[None]] = {}
         self.on("selectedpairchange", self._repin)  # first listener: before any user's
 
     # ------------------------------------------------------------ DTLS seam
@@ -405,6 +414,8 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
                 sock.transport.close()
                 base_closed(base)
         self._sockets.clear()
+        for key in list(self._relay_sockets) + list(self._relay_binding):
+            self._close_relay_socket(key)
         self._relay_streams.close_all()
         self._queue.put_nowait(None)
 
@@ -456,7 +467,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         """Send what the agent queued, dispatch its events, re-arm the one timer."""
         out = self.agent.drain()
         for tx in out.transmits:
-            sock = self._sockets.get(tx.local)
+            sock = self._sockets.get(tx.local) or self._relay_socket_at(tx.local)
             if sock is not None and sock.transport is not None:
                 sock.transport.sendto(tx.data, tx.remote)
         for event in out.events:
@@ -518,9 +529,51 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
             self.emit("pathsilent", event)
         elif isinstance(event, (RelayStreamOpen, RelayStreamData, RelayStreamClose)):
             self._relay_streams.handle(event)
+        elif isinstance(event, RelaySocketOpen):
+            self._close_relay_socket(event.key)
+            task = self._event_loop.create_task(self._open_relay_socket(event))
+            self._relay_binding[event.key] = task
+        elif isinstance(event, RelaySocketClose):
+            self._close_relay_socket(event.key)
         elif isinstance(event, BaseReleased):
             self._close_socket(event.address)
             self.emit("basereleased", event.address)
+
+    async def _open_relay_socket(self, command: RelaySocketOpen) -> None:
+        """Bind relay `key`'s own UDP socket, like a base (port quarantine included)."""
+        try:
+            raw = bind_base(command.local_ip)
+            _, proto = await self._event_loop.create_datagram_endpoint(
+                lambda: _Socket(self), sock=raw
+            )
+        except OSError as exc:
+            self._relay_binding.pop(command.key, None)
+            if not self._closed:
+                self.agent.relay_socket_failed(command.key, self._now(), str(exc))
+                self._flush()
+            return
+        self._relay_binding.pop(command.key, None)
+        assert isinstance(proto, _Socket)
+        self._relay_sockets[command.key] = proto
+        if self._closed:
+            self._close_relay_socket(command.key)
+            return
+        self.agent.relay_socket_opened(command.key, proto.local, self._now())
+        self._flush()
+
+    def _relay_socket_at(self, local: Address) -> _Socket | None:
+        """The relay socket bound at `local` (a handful at most: a linear look is enough)."""
+        return next((s for s in self._relay_sockets.values() if s.local == local), None)
+
+    def _close_relay_socket(self, key: int) -> None:
+        """Close relay `key`'s own UDP socket (or stop binding it); its port is quarantined."""
+        task = self._relay_binding.pop(key, None)
+        if task is not None:
+            task.cancel()
+        sock = self._relay_sockets.pop(key, None)
+        if sock is not None and sock.transport is not None:
+            sock.transport.close()
+            base_closed(sock.local)
 
     def _repin(self, event: SelectedPairChanged) -> None:
         """Give the selected pair a receive buffer of its own (pinned.py), or none."""

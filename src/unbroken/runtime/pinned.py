@@ -62,9 +62,11 @@ PORT_QUARANTINE = 5.0
 A TURN server may hold a released allocation a little longer: coturn answers a Refresh
 with LIFETIME 0 at once but deletes the allocation on its next one-second timer tick, and
 meanwhile an Allocate from the same 5-tuple gets 437 Allocation Mismatch (RFC 8656
-§7.2). Over UDP a relay's local port is its base, which cannot move, so a restart whose
-fresh base drew the port of a base just released lost its relay (seen with two peers in
-one process, restarting every 70 ms through one coturn: about 1 run in 50)."""
+§7.2). A restart whose fresh base drew the port of a base just released got 437 on its UDP
+relay (seen with two peers in one process, restarting every 70 ms through one coturn:
+about 1 run in 50); such a relay now moves to a socket of its own (ice/relay.py), which
+costs a round trip, and the quarantine keeps that rare. Relay sockets are quarantined
+like bases when closed."""
 
 _MAX_REBINDS = 16
 _closed_lock = threading.Lock()
