@@ -21,17 +21,16 @@ Used by tests/test_pc_netns.py (correctness) and benchmarks/outage_resume.py (ti
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from aiortc import RTCDataChannel
 
 from interop.netns import NetNs, NetNsError, netns_available
 from pc_helpers import Recorder, negotiate, trickle
+from prereq import require
 from unbroken import RTCConfiguration, RTCPeerConnection
 from unbroken.ice import IceConfig
 
@@ -43,12 +42,7 @@ LABEL = "data"
 
 def require_fault_ns() -> None:
     """Skip the test when root/namespaces/nft are missing; under CI=true, fail it."""
-    problem = fault_ns_missing()
-    if problem is None:
-        return
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"prerequisite missing (CI=true, so this fails): {problem}", False)
-    pytest.skip(problem)
+    require(fault_ns_missing())
 
 
 def fault_ns_missing() -> str | None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from interop.netns import NetNs, netns_available
+from prereq import require
 from unbroken.ice import IceConfig, IceTransportState, SelectedPairChanged
 from unbroken.runtime import AddressFilter, IceConnection
 from unbroken.runtime.loopback import link
@@ -27,10 +27,7 @@ def _require() -> None:
     problem = netns_available()
     if problem is None and shutil.which("nft") is None:
         problem = "nft (nftables) is not installed: run scripts/install-test-deps.sh"
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
+    require(problem)
 
 
 @pytest.fixture

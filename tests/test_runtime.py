@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from prereq import require
 from unbroken.ice import CandidateErrorEvent, IceConfig, IceTransportState
 from unbroken.runtime import AddressFilter, IceConnection, Kind, classify, select_addresses
 
@@ -55,10 +55,10 @@ def free_udp_port() -> int:
 def stun_server() -> Iterator[tuple[str, int]]:
     """coturn as a plain STUN server on 127.0.0.1 (installed by scripts/install-test-deps.sh)."""
     binary = shutil.which("turnserver")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("coturn (turnserver) is not installed: run scripts/install-test-deps.sh")
-        pytest.skip("coturn is not installed")
+    require(
+        None if binary else "coturn (turnserver) is not installed: run scripts/install-test-deps.sh"
+    )
+    assert binary is not None
     port = free_udp_port()
     with tempfile.TemporaryDirectory() as tmp:
         args = [

@@ -10,7 +10,6 @@ Without it these tests skip, or fail under CI=true.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import socket
@@ -20,20 +19,19 @@ from pathlib import Path
 
 import pytest
 
+from prereq import require
 from signaling_helpers import Call
 from unbroken.signaling import SignalingClient
 
-IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 MARGIN = 20
 
 
 def require_redis() -> str:
     path = shutil.which("redis-server")
-    if path is None:
-        reason = "redis-server not installed (scripts/install-test-deps.sh installs it)"
-        if IN_CI:
-            pytest.fail(f"prerequisite missing (CI=true, so this fails): {reason}", False)
-        pytest.skip(reason)
+    require(
+        None if path else "redis-server not installed (scripts/install-test-deps.sh installs it)"
+    )
+    assert path is not None
     return path
 
 

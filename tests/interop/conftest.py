@@ -33,6 +33,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from prereq import require
+
 from .browser import (
     Browser,
     BrowserPage,
@@ -47,18 +49,7 @@ from .netns import NetNs, netns_available
 from .ours_process import OursProcess
 from .peers import PYTHON_PEER_ADDRESS, PYTHON_PEERS, PythonPeer
 
-IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
 PAGE_KEY = pytest.StashKey[BrowserPage]()
-
-
-def require(reason: str | None) -> None:
-    """Skip (or, under CI=true, fail) the test when a prerequisite is missing."""
-    if reason is None:
-        return
-    if IN_CI:
-        pytest.fail(f"interop prerequisite missing (CI=true, so this fails): {reason}", False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
