@@ -70,6 +70,8 @@ from .transactions import RETRANSMIT_REASON, Transaction, Transactions, TxKind
 
 logger = logging.getLogger(__name__)
 
+_NEVER = float("inf")  # get_timer's "no deadline yet"
+
 ICE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 UFRAG_LENGTH = 8  # RFC 8839 §5.4: at least 4 characters (24 bits of randomness)
 PWD_LENGTH = 24  # RFC 8839 §5.4: at least 22 characters (128 bits)
@@ -205,6 +207,10 @@ class IceAgent:
         self.counters: Counter[str] = Counter()
         # Error replies to unauthenticated requests (see IceConfig.error_reply_rate).
         self._error_replies = TokenBucket()
+        self._last_deadline: Deadline | None = None  # get_timer's last answer (frozen)
+        # Encoded check requests by content: a consent check differs from the last one
+        # on its pair only in its transaction id (issue 9); a handful of entries at most.
+        self._request_templates: dict[tuple[str, str, int, bool, bool, int], tuple[int, bytes]] = {}
         self._relays = AgentRelays(self, rng)  # TURN allocations (relay.py)
         self._new_generation(credentials)
 
@@ -604,49 +610,76 @@ class IceAgent:
         """The next time handle_timer must run, with its reason; None when idle."""
         if self._closed:
             return None
-        best_at: float | None = None
+        # Runs after every input: plain comparisons, and only the winner becomes a
+        # Deadline (a frozen dataclass, slow to build). Ties keep the earlier reason.
+        best_at = _NEVER
         best_reason = ""
         best_coalescible = False
-
-        def consider(at: float | None, reason: str, coalescible: bool = False) -> None:
-            # Only the winner becomes a Deadline (a frozen dataclass, slow to build).
-            nonlocal best_at, best_reason, best_coalescible
-            if at is not None and (best_at is None or at < best_at):
-                best_at, best_reason, best_coalescible = at, reason, coalescible
-
         tx = self._transactions.earliest()
         if tx is not None:
-            consider(tx.next_at, RETRANSMIT_REASON[tx.kind])
-        consider(self._relays.get_timer(), "turn")
+            best_at, best_reason = tx.next_at, RETRANSMIT_REASON[tx.kind]
+        at = self._relays.get_timer()
+        if at is not None and at < best_at:
+            best_at, best_reason = at, "turn"
+        newest = self._generations[-1]
+        selector = self._selector
         for gen in self._generations:
             if gen.draining:
-                consider(gen.draining_until, f"release generation {gen.index}")
+                at = gen.draining_until
+                if at is not None and at < best_at:
+                    best_at, best_reason = at, f"release generation {gen.index}"
                 continue
             if (
-                gen is self._generations[-1]
+                gen is newest
                 and gen.has_remote
                 and gen.gathering_started
                 and gen.has_waiting_work()
             ):
                 at = max(gen.next_check_at, gen.hold_checks_until or 0.0)
-                consider(at, f"pacing generation {gen.index}")
-            nominate_at = self._selector.nomination_due(gen)
-            if nominate_at is not None:
-                consider(nominate_at, "nomination")
+                if at < best_at:
+                    best_at, best_reason = at, f"pacing generation {gen.index}"
+            at = selector.nomination_due(gen)
+            if at is not None and at < best_at:
+                best_at, best_reason = at, "nomination"
             if (
                 gen.exhausted_at is not None
                 and not gen.failed
                 and gen.selected is None
                 and gen.gathering_complete
             ):
-                consider(gen.exhausted_at + self.config.failed_timeout, "failed timeout")
-        self._consent.deadlines(consider)
+                at = gen.exhausted_at + self.config.failed_timeout
+                if at < best_at:
+                    best_at, best_reason = at, "failed timeout"
+        consent = self._consent
+        at = consent.silence_due()
+        if at is not None and at < best_at:
+            best_at, best_reason = at, "path silence"
         pair = self._selected
-        if pair is not None and self._receiving and pair.last_received is not None:
-            consider(pair.last_received + self.config.disconnected_timeout, "disconnected")
-        if best_at is None:
+        if pair is not None:
+            # The one deadline a driver may run late (Deadline.coalescible): its interval
+            # is randomized by 20% anyway, and idle connections can share a wakeup.
+            at = consent.keepalive_due(pair)
+            if at is not None and at < best_at:
+                best_at, best_reason, best_coalescible = at, "consent check", True
+            if pair.last_consent is not None:
+                at = pair.last_consent + self.config.consent_timeout
+                if at < best_at:
+                    best_at, best_reason, best_coalescible = at, "consent expiry", False
+            if self._receiving and pair.last_received is not None:
+                at = pair.last_received + self.config.disconnected_timeout
+                if at < best_at:
+                    best_at, best_reason, best_coalescible = at, "disconnected", False
+        if best_at is _NEVER:
             return None
-        return Deadline(best_at, best_reason, best_coalescible)
+        last = self._last_deadline  # unchanged since the last call, mostly: reuse it
+        if (
+            last is None
+            or last.at != best_at
+            or last.coalescible is not best_coalescible
+            or last.reason != best_reason
+        ):
+            last = self._last_deadline = Deadline(best_at, best_reason, best_coalescible)
+        return last
 
     def handle_timer(self, now: float) -> None:
         """Do whatever is due at `now`: retransmits, paced checks, consent, state timeouts."""
@@ -815,17 +848,29 @@ class IceAgent:
     ) -> bytes:
         assert gen.remote_ufrag is not None and gen.remote_pwd is not None
         local_pref = (pair.local.priority >> 8) & 0xFFFF if pair is not None else 0xFFFF
-        msg = stun.Message(
-            method=stun.Method.BINDING,
-            message_class=stun.MessageClass.REQUEST,
-            transaction_id=tid,
-            username=f"{gen.remote_ufrag}:{gen.ufrag}",
-            # RFC 8445 §7.1.1: the priority a peer-reflexive candidate of ours would have.
-            priority=candidate_priority("prflx", local_pref),
-            use_candidate=nominate,
-        )
-        self._selector.stamp(msg, self.tie_breaker)
-        return stun.encode(msg, integrity_key=stun.short_term_key(gen.remote_pwd), fingerprint=True)
+        # The encoded attributes by everything they hold: a consent check differs from the
+        # last one on its pair only in its transaction id, so only the HMAC and the CRC
+        # are computed again (issue 9).
+        content = (gen.remote_ufrag, gen.ufrag, local_pref, nominate, self.controlling,
+                   self.tie_breaker)  # fmt: skip
+        templates = self._request_templates
+        template = templates.get(content)
+        if template is None:
+            msg = stun.Message(
+                method=stun.Method.BINDING,
+                message_class=stun.MessageClass.REQUEST,
+                transaction_id=tid,
+                username=f"{gen.remote_ufrag}:{gen.ufrag}",
+                # RFC 8445 §7.1.1: the priority a peer-reflexive candidate of ours would have.
+                priority=candidate_priority("prflx", local_pref),
+                use_candidate=nominate,
+            )
+            self._selector.stamp(msg, self.tie_breaker)
+            if len(templates) >= 16:  # restarts change the ufrags: keep the cache small
+                templates.clear()
+            template = templates[content] = stun.encode_template(msg)
+        msg_type, body = template
+        return stun.sign(msg_type, tid, body, stun.short_term_key(gen.remote_pwd))
 
     def _send_check(
         self, gen: Generation, pair: CandidatePair, now: float, *, nominate: bool
@@ -1074,7 +1119,8 @@ class IceAgent:
             # silent, as for a lost packet; its check fails and it tries other pairs.
             self.counters["stun_check_not_learnable"] += 1
             return
-        self._respond(stun.success_response(msg, xor_mapped_address=remote), local, remote, key)
+        # What _respond(success_response(...)) sends, without building a Message (issue 9).
+        self._transmits.append(Transmit(stun.binding_success(tid, remote, key), local, remote))
         pending = PendingCheck(local, remote, msg.priority, msg.use_candidate, theirs)
         if gen.draining:
             # Consent checks on an old generation: answered, and they count as receiving.
@@ -1123,7 +1169,12 @@ class IceAgent:
 
     def _learn_from_request(self, gen: Generation, check: PendingCheck, now: float) -> None:
         """After answering a valid check: peer-reflexive candidate, pair, triggered check."""
-        remote = next((c for c in gen.remote_candidates if c.address == check.remote), None)
+        pair = gen.pairs_by_path.get((check.local, check.remote))
+        # A pair's remote candidate is in remote_candidates (which only grows): the
+        # search is for checks on a path without a pair (consent checks have one).
+        remote = pair.remote if pair is not None else None
+        if remote is None:
+            remote = next((c for c in gen.remote_candidates if c.address == check.remote), None)
         if remote is None:
             if self._prflx_count(gen) >= self.config.max_prflx_candidates:
                 self.counters["remote_candidate_over_limit"] += 1
@@ -1139,7 +1190,6 @@ class IceAgent:
                 ufrag=gen.remote_ufrag,
             )  # RFC 8445 §7.3.1.3
             gen.remote_candidates.append(remote)
-        pair = gen.pairs_by_path.get((check.local, check.remote))
         if pair is None:
             local = next(
                 (

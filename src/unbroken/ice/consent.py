@@ -33,7 +33,6 @@ The pacing of consent and keepalives (what an idle connection costs) is decided 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .checklist import CandidatePair, PairState
@@ -204,18 +203,6 @@ class Consent:
             pair.last_answer_or_data = now
         if pair is agent._selected and not agent._receiving:
             agent._update_state(now)
-
-    def deadlines(self, consider: Callable[[float | None, str, bool], None]) -> None:
-        """Offer this part's deadlines to get_timer: silence, next check, expiry."""
-        agent = self._agent
-        consider(self.silence_due(), "path silence", False)
-        pair = agent._selected
-        if pair is not None:
-            # The one deadline a driver may run late (Deadline.coalescible): its interval
-            # is randomized by 20% anyway, and idle connections can share a wakeup.
-            consider(self.keepalive_due(pair), "consent check", True)
-            if pair.last_consent is not None:
-                consider(pair.last_consent + agent.config.consent_timeout, "consent expiry", False)
 
     def handle_timer(self, now: float) -> None:
         """Report silence, expire consent, or send the next consent check, as due."""

@@ -298,6 +298,18 @@ def encode(
         append(_TL.pack(attr_type, len(value)) + bytes(value) + _PAD[len(value) & 3])
 
     body = b"".join(parts)
+    return _finish(msg_type, tid, body, integrity_key, fingerprint, integrity_sha256_key)
+
+
+def _finish(
+    msg_type: int,
+    tid: bytes,
+    body: bytes,
+    integrity_key: bytes | None,
+    fingerprint: bool,
+    integrity_sha256_key: bytes | None = None,
+) -> bytes:
+    """Header, `body` (the attributes) and the integrity and fingerprint trailers."""
     total = len(body) + (24 if integrity_key is not None else 0) + (8 if fingerprint else 0)
     if integrity_sha256_key is not None:
         total += 36
@@ -317,6 +329,41 @@ def encode(
         head = _HEAD.pack(msg_type, len(body) + 8, MAGIC_COOKIE) + tid
         body += _FP_HEAD + _U32.pack(zlib.crc32(head + body) ^ FINGERPRINT_XOR)
     return _HEAD.pack(msg_type, len(body), MAGIC_COOKIE) + tid + body
+
+
+def encode_template(message: Message) -> tuple[int, bytes]:
+    """(message type, attribute bytes) of `message` before its integrity and fingerprint.
+
+    With `sign()` it makes what `encode()` makes, for the price of the trailers only: a
+    consent check differs from the last one on its pair only in its transaction id (issue
+    9). Attributes that depend on the transaction id (XOR-MAPPED-ADDRESS) do not belong
+    in a template.
+    """
+    if message.xor_mapped_address is not None:
+        raise ValueError("XOR-MAPPED-ADDRESS depends on the transaction id")
+    data = encode(message, fingerprint=False)
+    return _HEAD.unpack_from(data, 0)[0], data[20:]
+
+
+def sign(msg_type: int, tid: bytes, body: bytes, integrity_key: bytes) -> bytes:
+    """A template from `encode_template()` sent as `tid`: MESSAGE-INTEGRITY, FINGERPRINT."""
+    if len(tid) != 12:
+        raise ValueError("transaction id must be 12 bytes")
+    return _finish(msg_type, tid, body, integrity_key, True)
+
+
+_BINDING_SUCCESS = 0x0101
+_XMA_HEAD = {8: _TL.pack(_XOR_MAPPED_ADDRESS, 8), 20: _TL.pack(_XOR_MAPPED_ADDRESS, 20)}
+
+
+def binding_success(tid: bytes, xor_mapped_address: Address, integrity_key: bytes) -> bytes:
+    """encode(success_response(request, xor_mapped_address=...), integrity_key=...,
+    fingerprint=True) for a Binding request, without building a Message (issue 9)."""
+    if len(tid) != 12:
+        raise ValueError("transaction id must be 12 bytes")
+    value = encode_xor_address(xor_mapped_address, tid)
+    body = _XMA_HEAD[len(value)] + value
+    return _finish(_BINDING_SUCCESS, tid, body, integrity_key, True)
 
 
 def _utf8(data: bytes, start: int, end: int, what: str) -> str:
