@@ -16,7 +16,7 @@ from unbroken.turn.url import rest_credentials, rest_expiry
 @pytest.mark.parametrize(
     ("url", "host", "port", "transport"),
     [
-        ("stun:stun.example.org", "stun.example.org", 3478, "udp"),
+        ("stun:stun.example.test", "stun.example.test", 3478, "udp"),
         ("stun:192.0.2.1:19302", "192.0.2.1", 19302, "udp"),
         ("turn:turn.example.org", "turn.example.org", 3478, "udp"),
         ("turn:Turn.Example.org:3479?transport=udp", "turn.example.org", 3479, "udp"),
@@ -91,7 +91,7 @@ def test_turn_without_usable_credentials_is_invalid_access(entry: dict[str, str]
 def test_stun_needs_no_credentials_and_every_url_is_kept() -> None:
     servers = parse_ice_servers(
         [
-            {"urls": "stun:stun.example.org"},
+            {"urls": "stun:stun.example.test"},
             {
                 "urls": ["turns:turn.example.org", "turn:turn.example.net?transport=tcp"],
                 "username": "user",
@@ -100,7 +100,7 @@ def test_stun_needs_no_credentials_and_every_url_is_kept() -> None:
         ]
     )
     assert [s.url if isinstance(s, TurnServer) else s for s in servers][0].host == (
-        "stun.example.org"
+        "stun.example.test"
     )
     turns = [s for s in servers if isinstance(s, TurnServer)]
     assert [t.url.transport for t in turns] == ["tls", "tcp"]
