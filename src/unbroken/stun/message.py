@@ -610,16 +610,8 @@ def username_prefix(data: bytes | bytearray | memoryview) -> bytes | None:
 
 def _find_integrity(raw: bytes) -> int:
     """Offset of the first MESSAGE-INTEGRITY in `raw`, -1 when absent or unframed."""
-    n = len(raw)
-    pos = 20
-    for _ in range(MAX_ATTRIBUTES):
-        if pos + 4 > n:
-            break
-        attr_type, alen = _TL.unpack_from(raw, pos)
-        if attr_type == _MESSAGE_INTEGRITY:
-            return pos if alen == 20 and pos + 24 <= n else -1
-        pos = (pos + 4 + alen + 3) & ~3
-    return -1
+    pos, alen = _find_attribute(raw, _MESSAGE_INTEGRITY)
+    return pos if alen == 20 else -1
 
 
 def check_integrity(message: Message, key: bytes) -> bool:
