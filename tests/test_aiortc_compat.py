@@ -677,3 +677,39 @@ async def test_lean_certificate_contexts_release_idle_buffers() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_connections_share_one_context_and_present_their_own_certificates() -> None:
+    """Twenty peer connections handshaking at once: one DTLS context between them all,
+    and each presents its own certificate (the one its SDP fingerprint names; the peer
+    checks it too, so a mix-up would also fail the handshake)."""
+    from pc_helpers import make_pc, negotiate, trickle
+    from unbroken.peerconnection.aiortc_seam import LeanCertificate
+
+    async def connected() -> tuple[Any, Any]:
+        a, b = make_pc(), make_pc()
+        trickle(a, b)
+        opened = asyncio.Event()
+        a.createDataChannel("c").on("open", opened.set)
+        await negotiate(a, b)
+        await asyncio.wait_for(opened.wait(), 20)
+        return a, b
+
+    pairs = await asyncio.gather(*(connected() for _ in range(10)))
+    try:
+        contexts = set()
+        for pair in pairs:
+            for pc in pair:
+                assert pc.sctp is not None
+                ssl = pc.sctp.transport._ssl
+                contexts.add(id(ssl.get_context()))
+                certificate = pc._certificate
+                assert isinstance(certificate, LeanCertificate)
+                assert ssl.get_app_data() is certificate
+                presented = ssl.get_certificate().to_cryptography()
+                assert presented == certificate._cert
+        assert len(contexts) == 1
+    finally:
+        for pair in pairs:
+            for pc in pair:
+                await pc.close()

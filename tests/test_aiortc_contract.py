@@ -251,15 +251,36 @@ async def test_seam_dtls_role_is_what_the_handshake_reads() -> None:
 
 
 def test_seam_lean_certificate_makes_contexts_that_release_idle_buffers() -> None:
-    """LeanCertificate's DTLS contexts (what aiortc builds each connection from) carry
-    SSL_MODE_RELEASE_BUFFERS; aiortc's own do not."""
+    """LeanCertificate's DTLS context (shared by every connection of the thread) carries
+    SSL_MODE_RELEASE_BUFFERS and keeps no sessions; aiortc's own contexts do neither."""
     from aiortc.rtcdtlstransport import SRTP_PROFILES
     from OpenSSL import SSL
+    from OpenSSL._util import lib
+
+    def mode(ctx: SSL.Context) -> int:
+        # pyOpenSSL refuses set_mode on a context in use; OpenSSL's returns the mode.
+        return int(lib.SSL_CTX_set_mode(ctx._context, 0))
 
     cert = aiortc_seam.LeanCertificate.generateCertificate()
     assert isinstance(cert, aiortc_seam.LeanCertificate)
     ctx = cert._create_ssl_context(SRTP_PROFILES)
-    # set_mode returns the mode now in force (and only ever adds bits).
-    assert ctx.set_mode(0) & SSL.MODE_RELEASE_BUFFERS
+    assert mode(ctx) & SSL.MODE_RELEASE_BUFFERS
+    assert ctx.get_session_cache_mode() == SSL.SESS_CACHE_OFF
+    other = aiortc_seam.LeanCertificate.generateCertificate()._create_ssl_context(SRTP_PROFILES)
+    assert other is ctx  # one context for every connection of the thread
     plain = RTCCertificate.generateCertificate()._create_ssl_context(SRTP_PROFILES)
-    assert not plain.set_mode(0) & SSL.MODE_RELEASE_BUFFERS
+    assert not mode(plain) & SSL.MODE_RELEASE_BUFFERS
+    assert plain.get_session_cache_mode() != SSL.SESS_CACHE_OFF
+
+
+def test_aiortc_starts_the_handshake_right_after_making_the_connection() -> None:
+    """LeanCertificate's shared context relies on it: RTCDtlsTransport.start() asks for the
+    context, makes the connection from it and calls do_handshake() (where OpenSSL reports
+    the handshake start) without yielding to the loop in between."""
+    start = inspect.getsource(RTCDtlsTransport.start)
+    made = start.index("_create_ssl_context(")
+    handshake = start.index("await self._do_handshake()")
+    assert "await" not in start[made:handshake]
+    do_handshake = inspect.getsource(RTCDtlsTransport._do_handshake)
+    first_await = do_handshake.index("await")
+    assert "self._ssl.do_handshake()" in do_handshake[:first_await]

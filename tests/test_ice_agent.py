@@ -1393,3 +1393,18 @@ def test_config_validation() -> None:
         with pytest.raises(ValueError):
             IceAgent(controlling=True, rng=random.Random(1), config=bad)
     assert IceConfig(disconnected_timeout=1.0).keepalive == 0.4
+
+
+def test_generation_integrity_keys_follow_the_passwords() -> None:
+    """The prepared MESSAGE-INTEGRITY keys are cached per generation and rebuilt when a
+    password changes, so a check is never signed or verified with a stale one."""
+    from unbroken.ice.checklist import Generation
+
+    gen = Generation(index=0, ufrag="abcd", pwd="p" * 22)
+    assert gen.local_key() is gen.local_key()
+    assert gen.local_key().key == stun.short_term_key("p" * 22)
+    gen.remote_pwd = "q" * 22
+    first = gen.remote_key()
+    assert first is gen.remote_key() and first.key == b"q" * 22
+    gen.remote_pwd = "r" * 22
+    assert gen.remote_key().key == b"r" * 22

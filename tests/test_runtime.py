@@ -152,3 +152,18 @@ async def test_stranger_datagrams_are_dropped_and_counted() -> None:
     assert conn._queue.empty()
     transport.close()
     await conn.close()
+
+
+def test_runtime_randomness_is_unpredictable_where_it_must_be() -> None:
+    """Keepalive jitter may come from a seeded generator; transaction ids, credentials
+    and tie-breakers never do: two generators seeded alike still differ in those."""
+    from unbroken.ice.agent import generate_credentials
+    from unbroken.runtime.connection import _Randomness
+
+    a, b = _Randomness(), _Randomness()
+    a.seed(7)
+    b.seed(7)
+    assert [a.random() for _ in range(4)] == [b.random() for _ in range(4)]
+    assert a.getrandbits(96) != b.getrandbits(96)
+    assert a.randbytes(12) != b.randbytes(12)
+    assert generate_credentials(a) != generate_credentials(b)

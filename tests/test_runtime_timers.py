@@ -56,14 +56,16 @@ async def test_idle_connections_share_one_loop_timer_per_slot() -> None:
 
 
 async def test_deadlines_that_time_a_state_stay_exact() -> None:
-    # Keepalives 20 s apart: after connecting, the next deadlines are path silence and
-    # disconnected, which time what the application sees and are never rounded.
-    config = IceConfig(keepalive_interval=20.0)
+    # Keepalives 20 s apart and no path-silence heuristic before them: after connecting,
+    # the next deadline is disconnected, which times what the application sees and is
+    # never rounded.
+    config = IceConfig(keepalive_interval=20.0, switch_silence_interval=10.0)
     a, b = await connected_pair(config)
     try:
         for conn in (a, b):
             deadline = conn.agent.get_timer()
             assert deadline is not None and not deadline.coalescible, deadline
+            assert deadline.reason == "disconnected", deadline
             assert armed_as_announced(conn)
         # With the default config, the idle pair's next deadline is its keepalive: coalesced.
         c, d = await connected_pair()

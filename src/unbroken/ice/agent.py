@@ -97,7 +97,8 @@ class Deadline:
     """When the agent wants handle_timer called, and why (for logs).
 
     `coalescible`: nothing is timed by it exactly (the keepalive and consent check on the
-    pair in use, randomized by 20% anyway), so a driver may run it a little late and
+    pair in use, randomized by 20% anyway, and the path-silence heuristic, 1.5 s of
+    silence where 1.55 s changes nothing), so a driver may run it a little late and
     serve many agents' deadlines with one wakeup (runtime/connection.py). Deadlines that
     time a state (disconnected, consent expiry), a retransmit or pacing never are.
     """
@@ -208,6 +209,7 @@ class IceAgent:
         # Error replies to unauthenticated requests (see IceConfig.error_reply_rate).
         self._error_replies = TokenBucket()
         self._last_deadline: Deadline | None = None  # get_timer's last answer (frozen)
+        self._last_facts: StateFacts | None = None  # _update_state's last (state follows)
         # Encoded check requests by content: a consent check differs from the last one
         # on its pair only in its transaction id (issue 9); a handful of entries at most.
         self._request_templates: dict[tuple[str, str, int, bool, bool, int], tuple[int, bytes]] = {}
@@ -624,9 +626,9 @@ class IceAgent:
         newest = self._generations[-1]
         selector = self._selector
         for gen in self._generations:
-            if gen.draining:
-                at = gen.draining_until
-                if at is not None and at < best_at:
+            at = gen.draining_until  # gen.draining, without a property call
+            if at is not None:
+                if at < best_at:
                     best_at, best_reason = at, f"release generation {gen.index}"
                 continue
             if (
@@ -653,7 +655,9 @@ class IceAgent:
         consent = self._consent
         at = consent.silence_due()
         if at is not None and at < best_at:
-            best_at, best_reason = at, "path silence"
+            # Coalescible: it moves with every datagram heard, and an exact timer re-armed
+            # that often costs an idle controlled end more than its keepalive (issue 9).
+            best_at, best_reason, best_coalescible = at, "path silence", True
         pair = self._selected
         if pair is not None:
             # The one deadline a driver may run late (Deadline.coalescible): its interval
@@ -870,7 +874,7 @@ class IceAgent:
                 templates.clear()
             template = templates[content] = stun.encode_template(msg)
         msg_type, body = template
-        return stun.sign(msg_type, tid, body, stun.short_term_key(gen.remote_pwd))
+        return stun.sign(msg_type, tid, body, gen.remote_key())
 
     def _send_check(
         self, gen: Generation, pair: CandidatePair, now: float, *, nominate: bool
@@ -1020,7 +1024,7 @@ class IceAgent:
         return False
 
     def _respond(
-        self, msg: stun.Message, local: Address, remote: Address, key: bytes | None
+        self, msg: stun.Message, local: Address, remote: Address, key: stun.IntegrityKey | None
     ) -> None:
         self._transmits.append(
             Transmit(stun.encode(msg, integrity_key=key, fingerprint=True), local, remote)
@@ -1067,7 +1071,7 @@ class IceAgent:
             self.counters["stun_unknown_ufrag"] += 1
             self._reject_unauthenticated(tid, local, remote, 401, "Unauthorized", now)
             return
-        key = stun.short_term_key(gen.pwd)
+        key = gen.local_key()
         self.counters["stun_integrity_checked"] += 1
         if not stun.check_integrity(msg, key):
             self.counters["stun_bad_integrity"] += 1
@@ -1237,8 +1241,7 @@ class IceAgent:
             self._gathering.on_response(tx, msg, now)
             return
         gen = tx.generation
-        assert gen.remote_pwd is not None
-        if not stun.check_integrity(msg, stun.short_term_key(gen.remote_pwd)):
+        if not stun.check_integrity(msg, gen.remote_key()):
             self.counters["stun_response_bad_integrity"] += 1  # RFC 8445 §7.2.5.1: discard
             return
         self._transactions.remove(tx)
@@ -1449,6 +1452,8 @@ class IceAgent:
             completed=completed,
             ever_connected=self._ever_connected,
         )
+        if facts == self._last_facts:
+            return  # the state is derive_state(facts) alone: unchanged
         state = derive_state(facts)
         if state is IceTransportState.COMPLETED and self._state not in (
             IceTransportState.CONNECTED,
@@ -1456,6 +1461,7 @@ class IceAgent:
         ):
             self._set_state(IceTransportState.CONNECTED)  # browsers always pass through connected
         self._set_state(state)
+        self._last_facts = facts
 
     def _set_state(self, state: IceTransportState) -> None:
         if state is not self._state:

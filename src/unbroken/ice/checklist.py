@@ -12,6 +12,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
+from .. import stun
 from ..addresses import Address
 from .candidate import Candidate, pair_priority
 
@@ -141,6 +142,23 @@ class Generation:
     hold_checks_until: float | None = None  # answering a restart: see IceAgent.restart
     checks_sent: bool = False  # a check of ours went out (roles: see Selector.adopt_role)
     bases: list[Address] | None = None  # the sockets it gathers on (set when gathering starts)
+    _local_key: stun.ShortTermKey | None = field(default=None, repr=False)
+    _remote_key: stun.ShortTermKey | None = field(default=None, repr=False)
+
+    def local_key(self) -> stun.ShortTermKey:
+        """Our password's MESSAGE-INTEGRITY key, its HMAC state prepared once."""
+        key = self._local_key
+        if key is None or key.password != self.pwd:
+            key = self._local_key = stun.ShortTermKey(self.pwd)
+        return key
+
+    def remote_key(self) -> stun.ShortTermKey:
+        """The peer's password's key (set_remote may change the password: rebuilt then)."""
+        assert self.remote_pwd is not None, "no remote credentials yet"
+        key = self._remote_key
+        if key is None or key.password != self.remote_pwd:
+            key = self._remote_key = stun.ShortTermKey(self.remote_pwd)
+        return key
 
     @property
     def has_remote(self) -> bool:
@@ -154,13 +172,21 @@ class Generation:
 
     def checks_pending(self) -> bool:
         """True while some pair may still be checked."""
-        return bool(self.triggered) or any(p.state in PENDING_STATES for p in self.pairs)
+        if self.triggered:
+            return True
+        for p in self.pairs:  # the state derivation asks after every input: no generator
+            if p.state in PENDING_STATES:
+                return True
+        return False
 
     def has_waiting_work(self) -> bool:
         """True when a check could be sent at the next pacing slot."""
         if self.triggered:
             return True
-        return any(p.state in (PairState.WAITING, PairState.FROZEN) for p in self.pairs)
+        for p in self.pairs:  # get_timer asks after every input: no generator
+            if p.state is PairState.WAITING or p.state is PairState.FROZEN:
+                return True
+        return False
 
     def next_ordinary_pair(self) -> CandidatePair | None:
         """RFC 8445 §6.1.4.2: the best Waiting pair, else unfreeze the best Frozen one."""

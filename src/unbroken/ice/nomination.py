@@ -115,11 +115,15 @@ class Selector:
         """
         raise NotImplementedError
 
-    def role_conflict(self, msg: stun.Message, local: Address, remote: Address, key: bytes) -> bool:
+    def role_conflict(
+        self, msg: stun.Message, local: Address, remote: Address, key: stun.IntegrityKey
+    ) -> bool:
         """RFC 8445 §7.3.1.1. Returns True when the request was answered with 487."""
         raise NotImplementedError
 
-    def _answer_487(self, msg: stun.Message, local: Address, remote: Address, key: bytes) -> None:
+    def _answer_487(
+        self, msg: stun.Message, local: Address, remote: Address, key: stun.IntegrityKey
+    ) -> None:
         agent = self._agent
         agent._respond(stun.error_response(msg, 487, "Role Conflict"), local, remote, key)
         agent.counters["stun_rejected_487"] += 1
@@ -198,7 +202,9 @@ class ControllingSelector(Selector):
             self._agent.counters["role_adopted"] += 1
             self._agent._set_role(False)
 
-    def role_conflict(self, msg: stun.Message, local: Address, remote: Address, key: bytes) -> bool:
+    def role_conflict(
+        self, msg: stun.Message, local: Address, remote: Address, key: stun.IntegrityKey
+    ) -> bool:
         """Both controlling: the larger tie-breaker keeps the role."""
         if msg.ice_controlling is None:
             return False
@@ -260,7 +266,9 @@ class ControlledSelector(Selector):
             self._agent.counters["role_adopted"] += 1
             self._agent._set_role(True)
 
-    def role_conflict(self, msg: stun.Message, local: Address, remote: Address, key: bytes) -> bool:
+    def role_conflict(
+        self, msg: stun.Message, local: Address, remote: Address, key: stun.IntegrityKey
+    ) -> bool:
         """Both controlled: the larger tie-breaker takes controlling."""
         if msg.ice_controlled is None:
             return False

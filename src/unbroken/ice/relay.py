@@ -622,7 +622,8 @@ class AgentRelays:
 
     def owns(self, local: Address, remote: Address) -> bool:
         """True when a datagram on `local` from `remote` is a TURN server's."""
-        return bool(self.gatherer) and self.gatherer.owns(local, remote)
+        # Runs for every datagram: the dict's truth, not a __len__ call, when relay-less.
+        return bool(self.gatherer._relays) and self.gatherer.owns(local, remote)
 
     def receive(self, data: bytes, local: Address, remote: Address, now: float) -> bytes | None:
         """A UDP server's datagram: what peers sent goes to the agent as if it had arrived
@@ -685,7 +686,7 @@ class AgentRelays:
 
     def wrap(self, transmits: list[Transmit]) -> list[Transmit]:
         """The agent's queued datagrams, those from relayed addresses sent via their server."""
-        if not self.gatherer:
+        if not self.gatherer._relays:  # every drain: the dict's truth, not a __len__ call
             return transmits
         direct = []
         for tx in transmits:
@@ -704,7 +705,7 @@ class AgentRelays:
 
     def get_timer(self) -> float | None:
         """The earliest TURN client deadline."""
-        return self.gatherer.get_timer() if self.gatherer else None
+        return self.gatherer.get_timer() if self.gatherer._relays else None
 
     def handle_timer(self, now: float) -> None:
         """Retransmits, refreshes and expiries due at `now`."""

@@ -86,7 +86,7 @@ class Transactions:
 
     def new_tid(self) -> bytes:
         """A fresh 96-bit transaction id (RFC 8489 §5) from the agent's random source."""
-        return self._rng.getrandbits(96).to_bytes(12, "big")
+        return self._rng.randbytes(12)  # the runtime's: os.urandom, no int in between
 
     def start(
         self,

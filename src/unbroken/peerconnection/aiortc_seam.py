@@ -10,6 +10,7 @@ release that moves one fails a named test instead of a user's call.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from aiortc import RTCCertificate
@@ -18,24 +19,75 @@ from OpenSSL import SSL
 
 logger = logging.getLogger(__name__)
 
-# RTCCertificate member overridden by LeanCertificate (aiortc 1.16, rtcdtlstransport.py).
-CERTIFICATE_MEMBERS = ("_create_ssl_context",)
+# RTCCertificate members: `_create_ssl_context`, overridden by LeanCertificate, and the
+# certificate and key it loads, `_cert` and `_key` (aiortc 1.16, rtcdtlstransport.py).
+CERTIFICATE_MEMBERS = ("_create_ssl_context", "_cert", "_key")
+
+
+class _SharedContexts(threading.local):
+    """This thread's DTLS contexts, one per SRTP profile list, and the certificate that the
+    next connection made from one of them presents (see LeanCertificate)."""
+
+    def __init__(self) -> None:
+        self.contexts: dict[tuple[bytes, ...], SSL.Context] = {}
+        self.pending: RTCCertificate | None = None
+
+
+_SHARED = _SharedContexts()
 
 
 class LeanCertificate(RTCCertificate):  # type: ignore[misc]
-    """An RTCCertificate whose DTLS connections free their record buffers when idle.
+    """An RTCCertificate whose DTLS connections share one SSL context and free their
+    record buffers when idle (issue 9).
 
-    aiortc builds each DTLS connection's SSL context from its certificate in
-    `_create_ssl_context`. With SSL_MODE_RELEASE_BUFFERS OpenSSL frees a connection's
-    read and write buffers (about 40 KB allocated, 12 KB resident per connection, H5's
-    measurement with aiortc 1.16) whenever they are empty, which an idle data channel's
-    always are, and allocates them again for the next record (issue 9).
+    aiortc builds a context for every DTLS connection (`_create_ssl_context`, called by
+    RTCDtlsTransport.start just before it makes the connection): 21 KB of OpenSSL state
+    each, the same for every connection but the certificate. Here the thread's one
+    context (per SRTP profile list) serves them all, and each connection is given its
+    own certificate and key when its handshake starts, by the context's info callback
+    (SSL_CB_HANDSHAKE_START). aiortc's start() makes the connection and starts the
+    handshake without yielding to the loop, so the certificate noted here is the one
+    of the connection whose handshake starts next in this thread
+    (tests/test_aiortc_contract.py holds aiortc to that). Should it ever be another's,
+    the peer's fingerprint check fails the handshake: nothing is accepted that should
+    not be. The shared context keeps no sessions (no resumption across connections).
+
+    SSL_MODE_RELEASE_BUFFERS frees a connection's read and write buffers whenever they
+    are empty, which an idle data channel's always are (about 12 KB resident each).
     """
 
     def _create_ssl_context(self, srtp_profiles: list[Any]) -> SSL.Context:
-        ctx: SSL.Context = super()._create_ssl_context(srtp_profiles)
-        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        shared = _SHARED
+        key = tuple(profile.openssl_profile for profile in srtp_profiles)
+        ctx = shared.contexts.get(key)
+        if ctx is None:
+            # aiortc's own settings (ciphers, peer verification, SRTP), made with a
+            # throwaway certificate: a connection never given its own presents that
+            # one, and its peer refuses it.
+            ctx = RTCCertificate.generateCertificate()._create_ssl_context(srtp_profiles)
+            ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+            ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+            ctx.set_info_callback(_present_own_certificate)
+            shared.contexts[key] = ctx
+        shared.pending = self
         return ctx
+
+
+def _present_own_certificate(conn: SSL.Connection, where: int, _ret: int) -> None:
+    """SSL info callback: at a connection's first handshake, load the certificate
+    LeanCertificate noted for it (OpenSSL reads it later, for the Certificate message)."""
+    if not where & SSL.SSL_CB_HANDSHAKE_START or conn.get_app_data() is not None:
+        return  # not a handshake start, or a renegotiation: the certificate is loaded
+    certificate, _SHARED.pending = _SHARED.pending, None
+    if certificate is None:
+        logger.warning("DTLS: a handshake starts with no certificate noted for it")
+        return
+    conn.set_app_data(certificate)  # aiortc uses no app data; ours marks it loaded
+    try:
+        conn.use_certificate(certificate._cert)
+        conn.use_privatekey(certificate._key)
+    except Exception:  # an exception would vanish in OpenSSL's callback: log it
+        logger.exception("DTLS: could not load the connection's certificate")
 
 
 # RTCSctpTransport members used by retransmit_now (aiortc 1.16, rtcsctptransport.py).

@@ -5,9 +5,10 @@ Theory of operation
 `IceConnection` owns the UDP sockets (one per allowed local address, kept across
 restarts), one timer armed at the agent's next deadline, and the drain loop: after every
 input it sends what the agent queued and dispatches its events. The timer is a
-`loop.call_at` of its own, except for a coalescible deadline (the keepalive and consent
-check of an idle pair, `Deadline.coalescible`): that one is rounded up to a TIMER_SLOT
-and filed in the loop's `_Wheel`, so one wakeup serves every connection due in the slot.
+`loop.call_at` of its own, except for a coalescible deadline (the keepalive, consent
+check and path-silence heuristic of an idle pair, `Deadline.coalescible`): that one is
+rounded up to a TIMER_SLOT and filed in the loop's `_Wheel`, so one wakeup serves every
+connection due in the slot.
 Datagrams are demultiplexed by first byte (RFC 7983): STUN goes to the agent, DTLS and
 RTP from a known pair go to a queue that `_recv()` reads.
 
@@ -23,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import random
 import secrets
 import ssl
 from collections.abc import Callable
@@ -65,17 +68,36 @@ from .relay_streams import RelayStreams
 logger = logging.getLogger(__name__)
 
 TIMER_SLOT = 0.05
-"""Coalescible deadlines (Deadline.coalescible: keepalives and consent checks) are rounded
-up to a multiple of this, in loop time, so that the keepalives of every connection in the
-process due within one slot go out in one loop turn, and their answers come back
-together: at idle a wakeup and its cold caches cost more than the work (issue 9). Their
-interval is randomized by 20% anyway (RFC 7675 §5.1); 50 ms later changes nothing.
-Deadlines that time a state (disconnected, consent expiry), a retransmit or pacing are
-never rounded."""
+"""Coalescible deadlines (Deadline.coalescible: keepalives, consent checks, path silence)
+are rounded up to a multiple of this, in loop time, so that the keepalives of every
+connection in the process due within one slot go out in one loop turn, and their answers
+come back together: at idle a wakeup and its cold caches cost more than the work (issue
+9). Keepalive intervals are randomized by 20% anyway (RFC 7675 §5.1), and path silence
+is a heuristic of 1.5 s: 50 ms later changes nothing. Deadlines that time a state
+(disconnected, consent expiry), a retransmit or pacing are never rounded."""
 
-_SYSTEM_RANDOM = secrets.SystemRandom()
-"""Shared by every connection: it keeps no state (os.urandom), and an instance of its own
-would cost each connection the 2.5 KB Mersenne Twister state it never uses."""
+
+class _Randomness(random.Random):
+    """The agents' randomness: os.urandom for whatever must be unpredictable, a Mersenne
+    Twister for keepalive jitter.
+
+    Transaction ids, credentials and the tie-breaker come from `getrandbits`, `randbytes`
+    and `choice` (which draws through `getrandbits`): the operating system's generator,
+    as SystemRandom's. `random()` only spreads keepalives and consent checks over their
+    interval (RFC 7675 §5.1: to avoid synchronisation, not secrecy); a system call for
+    each of those cost an idle connection 1.5% of its CPU time (issue 9).
+    """
+
+    def getrandbits(self, k: int) -> int:
+        return _SYSTEM.getrandbits(k)
+
+    def randbytes(self, n: int) -> bytes:
+        return os.urandom(n)
+
+
+_SYSTEM = secrets.SystemRandom()
+_RANDOMNESS = _Randomness()
+"""Shared by every connection: an instance each would cost each one 2.5 KB of state."""
 
 
 class _Wheel:
@@ -183,7 +205,7 @@ class IceConnection(AsyncIOEventEmitter):  # type: ignore[misc]
         self.agent = IceAgent(
             controlling=controlling,
             config=config,
-            rng=rng or _SYSTEM_RANDOM,
+            rng=rng or _RANDOMNESS,
             credentials=credentials,
         )
         self.address_filter = address_filter or AddressFilter()

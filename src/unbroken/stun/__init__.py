@@ -17,9 +17,11 @@ from unbroken.stun.attributes import (
 )
 from unbroken.stun.message import (
     MAX_ATTRIBUTES,
+    IntegrityKey,
     Message,
     MessageClass,
     Method,
+    ShortTermKey,
     binding_success,
     check_integrity,
     check_integrity_sha256,
@@ -44,8 +46,10 @@ __all__ = [
     "MAX_ATTRIBUTES",
     "AttributeType",
     "Message",
+    "IntegrityKey",
     "MessageClass",
     "Method",
+    "ShortTermKey",
     "StunError",
     "attribute_name",
     "binding_success",
