@@ -167,3 +167,30 @@ def test_runtime_randomness_is_unpredictable_where_it_must_be() -> None:
     assert a.getrandbits(96) != b.getrandbits(96)
     assert a.randbytes(12) != b.randbytes(12)
     assert generate_credentials(a) != generate_credentials(b)
+
+
+async def test_inbox_keeps_order_serves_every_reader_and_ends_with_the_close() -> None:
+    """What `_recv()` reads from: datagrams in order, a cancelled reader loses nothing,
+    two readers waiting at once are both served, and after close() what was queued
+    comes first, then ConnectionError for everyone."""
+    from unbroken.runtime.connection import _Inbox
+
+    inbox = _Inbox()
+    for i in range(3):
+        inbox.put(bytes([i]))
+    assert [await inbox.get() for _ in range(3)] == [b"\x00", b"\x01", b"\x02"]
+    cancelled = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    first, second = asyncio.ensure_future(inbox.get()), asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put(b"a")
+    inbox.put(b"b")
+    assert sorted(await asyncio.gather(first, second)) == [b"a", b"b"]
+    inbox.put(b"last")
+    waiting = asyncio.ensure_future(inbox.get())
+    inbox.close()
+    assert await waiting == b"last"
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await inbox.get()
