@@ -15,7 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("connect_latency", "restart_latency", "gap", "detection", "scale", "consent_cost")
 # The RTCPeerConnection benchmarks (ours against aiortc; need root for their namespace).
-BENCHMARKS += ("pc_connect", "pc_restart", "pc_throughput", "pc_gap", "pc_idle")
+BENCHMARKS += ("pc_connect", "pc_restart", "pc_throughput", "pc_gap", "pc_idle", "dtls_memory")
 # Healing after a NAT rebinding, through a real NAT in namespaces (needs root, coturn).
 BENCHMARKS += ("nat_rebind",)
 # Hostile STUN input: worst-packet decode, junk per datagram, the flood consent survives.
