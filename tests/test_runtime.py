@@ -149,7 +149,7 @@ async def test_stranger_datagrams_are_dropped_and_counted() -> None:
     assert conn.agent.counters["data_from_stranger"] == 2
     assert conn.agent.counters["stun_malformed"] == 1
     assert conn.dropped_undemuxable >= 1
-    assert conn._queue.empty()
+    assert conn._inbox.empty()
     transport.close()
     await conn.close()
 

@@ -168,6 +168,10 @@ class _Inbox:
         self._waiters: list[asyncio.Future[None]] | None = None
         self._closed = False
 
+    def empty(self) -> bool:
+        """True when no datagram waits (as asyncio.Queue.empty)."""
+        return not self._items
+
     def put(self, data: bytes) -> None:
         """Queue one datagram for the reader."""
         self._items.append(data)
