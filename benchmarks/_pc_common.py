@@ -24,7 +24,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from _common import AioiceLoopback
 
@@ -34,7 +34,10 @@ from unbroken import RTCSessionDescription as OurDescription
 from unbroken.sdp import ice_ufrags
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "interop"))
-from netns import NetNs, netns_available  # noqa: E402
+if TYPE_CHECKING:  # mypy knows tests/interop/netns.py by its package name only
+    from interop.netns import NetNs, netns_available
+else:
+    from netns import NetNs, netns_available
 
 OURS = "ours"
 AIORTC = "aiortc"

@@ -13,7 +13,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("connect_latency", "restart_latency", "gap", "detection", "scale", "consent_cost")
+BENCHMARKS: tuple[str, ...] = (
+    "connect_latency",
+    "restart_latency",
+    "gap",
+    "detection",
+    "scale",
+    "consent_cost",
+)
 # The RTCPeerConnection benchmarks (ours against aiortc; need root for their namespace).
 BENCHMARKS += ("pc_connect", "pc_restart", "pc_throughput", "pc_gap", "pc_idle", "dtls_memory")
 # Healing after a NAT rebinding, through a real NAT in namespaces (needs root, coturn).

@@ -115,7 +115,7 @@ class ServerProcess:
 class Peer:
     """One raw WebSocket client; `kind` says which protocol (ours, or the bare baseline)."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, kind: str) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse[bool], kind: str) -> None:
         self.ws, self.kind = ws, kind
         self.last = 0
         self.acked = 0

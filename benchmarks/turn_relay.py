@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ def relay_in_use(pc: Any) -> bool:
         pair = pc.iceTransport.agent.selected_pair if pc.iceTransport is not None else None
         return pair is not None and pair.local.type == "relay"
     transport = pc.sctp.transport.transport if pc.sctp is not None else None
+    assert transport is not None
     nominated = transport.iceGatherer._connection._nominated  # aioice: no public accessor
     return any(p.local_candidate.type == "relay" for p in nominated.values())
 
@@ -150,7 +152,7 @@ async def measure(relay: Coturn, runs: int, restarts: int, mib: int) -> dict[str
     connects: dict[str, list[float]] = {"ours host": [], "ours relay": [], "aiortc relay": []}
     restart: dict[str, list[float]] = {"ours host": [], "ours relay": []}
     rates: dict[str, list[float]] = {"ours host": [], "ours relay": []}
-    makers = {
+    makers: dict[str, Callable[[], tuple[Any, Any]]] = {
         "ours host": lambda: (our_pc(None), our_pc(None)),
         "ours relay": lambda: (our_pc(relay), our_pc(None)),
         "aiortc relay": lambda: (aiortc_pc(relay), aiortc_pc(None)),

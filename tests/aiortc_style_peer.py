@@ -30,7 +30,7 @@ from fractions import Fraction
 from typing import Any
 
 from aiortc.contrib.media import MediaRecorder
-from aiortc.contrib.signaling import BYE, add_signaling_arguments, create_signaling
+from aiortc.contrib.signaling import BYE, BaseSignaling, add_signaling_arguments, create_signaling
 
 # Filled in by import_stack(): the application's view of "the WebRTC library".
 RTCConfiguration: Any = None
@@ -57,7 +57,8 @@ def import_stack(impl: str) -> None:
             VideoStreamTrack,
         )
     else:
-        from aiortc import (  # type: ignore[no-redef]
+        # mypy types these globals by the import above; aiortc's classes stand in here.
+        from aiortc import (  # type: ignore[assignment]
             MediaStreamError,
             RTCConfiguration,
             RTCIceCandidate,
@@ -320,7 +321,7 @@ async def video(
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     # iceServers=[]: aiortc's default configuration names a public STUN server.
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    signaling = create_signaling(args)
+    signaling: BaseSignaling | WaitForOfferer = create_signaling(args)
     if args.signaling == "tcp-socket" and args.role == "answer":
         signaling = WaitForOfferer(signaling)
     report = Report(pc)

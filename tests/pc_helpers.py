@@ -49,7 +49,7 @@ class Recorder:
     def count(self, name: str) -> int:
         return sum(1 for event, _ in self.events if event == name)
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def wait_for(self, predicate: Callable[..., bool], timeout: float = 5.0) -> None:
         """Wait until predicate() holds, re-checked at every recorded event."""
 
         async def loop() -> None:

@@ -41,7 +41,9 @@ async def running_server(
 class RawPeer:
     """A bare WebSocket to the server: send any text, read replies (for bad input)."""
 
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse[bool]
+    ) -> None:
         self.session = session
         self.ws = ws
         self.peer: str | None = None
@@ -144,7 +146,7 @@ class Call:
     def notify(self) -> None:
         self._changed.set()
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    async def wait_for(self, predicate: Callable[..., bool], timeout: float = TIMEOUT) -> None:
         """Wait until predicate() holds; re-checked on every message and state change."""
 
         async def loop() -> None:

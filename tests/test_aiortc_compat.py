@@ -85,7 +85,7 @@ async def open_channel_pair(a: Any, b: Any) -> tuple[Any, Any]:
     """A data channel from a to b over one aiortc-style exchange; both ends open."""
     channel = a.createDataChannel("chat")
     remote: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    b.on("datachannel", lambda c: remote.done() or remote.set_result(c))
+    b.on("datachannel", lambda c: None if remote.done() else remote.set_result(c))
     await exchange(a, b)
     other = await asyncio.wait_for(remote, 10)
     await until(lambda: channel.readyState == "open" and other.readyState == "open")
@@ -162,6 +162,7 @@ async def test_aiortc_candidates_are_added_as_they_come_from_its_signaling() -> 
     a, b = ours(), ours()
     a.createDataChannel("chat")
     await a.setLocalDescription(await a.createOffer())
+    assert a.localDescription is not None
     # As a trickling peer would send it: no candidate yet, gathering not over.
     offer = re.sub(r"a=(candidate:.*|end-of-candidates)\r\n", "", a.localDescription.sdp)
     await b.setRemoteDescription(RTCSessionDescription(offer, "offer"))
@@ -175,6 +176,7 @@ async def test_aiortc_candidates_are_added_as_they_come_from_its_signaling() -> 
     )
     theirs = object_from_string(message)  # aiortc's RTCIceCandidate, sdpMid set by hand
     await b.addIceCandidate(theirs)
+    assert b.remoteDescription is not None
     assert "127.0.0.1 40000 typ host" in b.remoteDescription.sdp
     await b.addIceCandidate(None)  # aiortc's end-of-candidates
     assert "a=end-of-candidates" in b.remoteDescription.sdp
@@ -318,6 +320,7 @@ async def test_non_trickle_waits_for_gathering_with_a_stun_server_by_name(stun_s
     pc.on("icecandidateerror", errors.append)
     pc.createDataChannel("chat")
     await pc.setLocalDescription(await pc.createOffer())  # nobody listens to icecandidate
+    assert pc.localDescription is not None
     sdp = pc.localDescription.sdp
     assert "a=end-of-candidates" in sdp
     hosts = {line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")}
@@ -342,6 +345,7 @@ async def test_trickle_code_is_not_held_back(stun_server: int) -> None:
     rec = Recorder(pc)  # listens to icecandidate: trickle
     pc.createDataChannel("chat")
     await pc.setLocalDescription(await pc.createOffer())
+    assert pc.localDescription is not None
     assert "a=end-of-candidates" not in pc.localDescription.sdp  # returned before gathering ended
     await rec.wait_for(lambda: None in rec.candidates)
     assert "a=end-of-candidates" in pc.localDescription.sdp
@@ -362,6 +366,7 @@ async def test_silent_stun_server_ends_the_wait_with_an_error_event() -> None:
     pc.on("icecandidateerror", errors.append)
     pc.createDataChannel("chat")
     await pc.setLocalDescription(await pc.createOffer())
+    assert pc.localDescription is not None
     assert "a=end-of-candidates" in pc.localDescription.sdp
     assert silent.recv(2048)  # the binding request did reach the server
     await until(lambda: errors)
@@ -377,6 +382,7 @@ async def test_unresolvable_server_name_is_an_event_not_an_exception() -> None:
     pc.on("icecandidateerror", errors.append)
     pc.createDataChannel("chat")
     await pc.setLocalDescription(await pc.createOffer())
+    assert pc.localDescription is not None
     assert "a=end-of-candidates" in pc.localDescription.sdp  # host candidates carry on
     await until(lambda: errors)
     assert (errors[0].url, errors[0].errorCode) == (url, 701)
@@ -402,6 +408,7 @@ async def test_track_fires_during_set_remote_description_and_echo_answers_sendre
     assert seen_during == ["have-remote-offer"]  # fired before the call returned
     assert b.getReceivers()[0].track.id == sent.id  # from a=msid
     await b.setLocalDescription(await b.createAnswer())
+    assert b.localDescription is not None
     assert "a=sendrecv" in b.localDescription.sdp
     got: list[Any] = []
     a.on("track", got.append)
@@ -479,11 +486,13 @@ async def test_codec_preferences_shape_the_answer_and_what_is_sent(in_lo_ns: Net
     assert codec_names(a.localDescription.sdp, "audio")[0] == "opus"
     await b.setRemoteDescription(a.localDescription)
     await b.setLocalDescription(await b.createAnswer())
+    assert b.localDescription is not None
     assert codec_names(b.localDescription.sdp, "audio") == ["PCMA", "PCMU"]
     await a.setRemoteDescription(b.localDescription)
     await asyncio.wait_for(got[0].recv(), 10)  # media flows with the preferred codec
-    await until(lambda: b.getSenders()[0]._RTCRtpSender__encoder is not None)
-    assert type(b.getSenders()[0]._RTCRtpSender__encoder).__name__ == "PcmaEncoder"
+    # aiortc's private (name-mangled) encoder: the codec really in use.
+    await until(lambda: b.getSenders()[0]._RTCRtpSender__encoder is not None)  # type: ignore[attr-defined]
+    assert type(b.getSenders()[0]._RTCRtpSender__encoder).__name__ == "PcmaEncoder"  # type: ignore[attr-defined]
     await a.close()
     await b.close()
 
@@ -521,7 +530,7 @@ async def test_remote_close_is_closed_at_once_for_ours_and_aiortc(in_lo_ns: NetN
         remote.on("close", closed.set)
         await closer.close()
         await asyncio.wait_for(closed.wait(), 5)
-        await rec.wait_for(lambda pc=pc: pc.connectionState == "closed")  # type: ignore[misc]
+        await rec.wait_for(lambda pc=pc: pc.connectionState == "closed")
         # No "connecting", "disconnected" or "failed" on the way: closed at once.
         assert rec.states("connectionstatechange") == ["closed"]
         assert rec.states("iceconnectionstatechange") == ["closed"]
@@ -545,11 +554,11 @@ def test_transceivers_and_channels_before_the_loop_runs() -> None:
 
         async def run() -> None:
             remote: asyncio.Future[Any] = loop.create_future()
-            b.on("datachannel", lambda c: remote.done() or remote.set_result(c))
+            b.on("datachannel", lambda c: None if remote.done() else remote.set_result(c))
             await exchange(a, b)
             other = await asyncio.wait_for(remote, 10)
             got: asyncio.Future[Any] = loop.create_future()
-            other.on("message", lambda m: got.done() or got.set_result(m))
+            other.on("message", lambda m: None if got.done() else got.set_result(m))
             await until(lambda: channel.readyState == "open")
             channel.send("hello")
             assert await asyncio.wait_for(got, 10) == "hello"
@@ -565,6 +574,7 @@ def test_transceivers_and_channels_before_the_loop_runs() -> None:
 async def test_offer_without_media_sections() -> None:
     a, b = ours(), ours()
     await exchange(a, b)  # neither raises
+    assert a.localDescription is not None
     assert "m=" not in a.localDescription.sdp
     assert (a.signalingState, b.signalingState) == ("stable", "stable")
     a.createDataChannel("later")  # and the session goes on from there
@@ -579,6 +589,7 @@ async def test_answer_changing_an_m_line_kind_is_refused() -> None:
     await a.setLocalDescription(await a.createOffer())
     await b.setRemoteDescription(a.localDescription)
     await b.setLocalDescription(await b.createAnswer())
+    assert b.localDescription is not None
     answer = b.localDescription.sdp
     swapped = answer.replace("m=audio 9 UDP/TLS/RTP/SAVPF", "m=video 9 UDP/TLS/RTP/SAVPF")
     with pytest.raises(InvalidAccessError):
@@ -597,6 +608,7 @@ async def test_offer_without_rtcp_mux_is_refused() -> None:
     a, b = ours(), ours()
     a.addTransceiver("audio")
     await a.setLocalDescription(await a.createOffer())
+    assert a.localDescription is not None
     offer = a.localDescription.sdp.replace("a=rtcp-mux\r\n", "")
     with pytest.raises(InvalidAccessError, match="rtcp-mux"):
         await b.setRemoteDescription(RTCSessionDescription(offer, "offer"))
@@ -613,10 +625,11 @@ async def test_aiortc_legacy_sctp_offer_is_answered_in_kind(in_lo_ns: NetNs) -> 
     b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     channel, remote = await open_channel_pair(a, b)
     assert re.search(r"^m=application \d+ DTLS/SCTP 5000", a.localDescription.sdp, re.M)
+    assert b.localDescription is not None
     answer = b.localDescription.sdp
     assert "DTLS/SCTP 5000" in answer and "a=sctpmap:5000 webrtc-datachannel" in answer
     got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    remote.on("message", lambda m: got.done() or got.set_result(m))
+    remote.on("message", lambda m: None if got.done() else got.set_result(m))
     channel.send("legacy")
     assert await asyncio.wait_for(got, 10) == "legacy"
     await a.close()
@@ -660,7 +673,7 @@ async def test_lean_certificate_contexts_release_idle_buffers() -> None:
         got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def on_channel(channel: Any) -> None:
-            channel.on("message", lambda m: got.done() or got.set_result(m))
+            channel.on("message", lambda m: None if got.done() else got.set_result(m))
 
         b.on("datachannel", on_channel)
         channel = a.createDataChannel("idle")

@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import re
 from importlib.metadata import version
+from typing import cast
 
 import aiortc.rtcdtlstransport
 import pytest
@@ -20,6 +21,7 @@ from aiortc import (
     RTCDataChannel,
     RTCDataChannelParameters,
     RTCDtlsTransport,
+    RTCIceTransport,
     RTCSctpTransport,
 )
 
@@ -63,8 +65,9 @@ async def restart(a: IceConnection, b: IceConnection) -> None:
 
 async def test_dtls_sctp_datachannel_survive_20_restarts() -> None:
     ice_a, ice_b = await connected_pair()
-    dtls_a = RTCDtlsTransport(ice_a, [RTCCertificate.generateCertificate()])
-    dtls_b = RTCDtlsTransport(ice_b, [RTCCertificate.generateCertificate()])
+    # The seam: our IceConnection stands in for aiortc's RTCIceTransport (role, _send, _recv).
+    dtls_a = RTCDtlsTransport(cast(RTCIceTransport, ice_a), [RTCCertificate.generateCertificate()])
+    dtls_b = RTCDtlsTransport(cast(RTCIceTransport, ice_b), [RTCCertificate.generateCertificate()])
     states: list[str] = []
     dtls_a.on("statechange", lambda: states.append(dtls_a.state))
     dtls_b.on("statechange", lambda: states.append(dtls_b.state))
@@ -225,7 +228,7 @@ async def test_seam_sender_sources_name_the_senders_track() -> None:
 
     objects = await seam_objects()
     track = VideoStreamTrack()
-    sender = RTCRtpSender(track, objects["dtls"])
+    sender = RTCRtpSender(track, cast(RTCDtlsTransport, objects["dtls"]))
     ssrc, rtx_ssrc, stream_id, track_id = aiortc_seam.sender_sources(sender)
     assert isinstance(ssrc, int) and isinstance(rtx_ssrc, int) and ssrc != rtx_ssrc
     assert stream_id and track_id == track.id  # the msid the SDP announces (RFC 8830)

@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -42,7 +42,7 @@ TIMEOUT = 20.0
 BREAKS = {"netns": ("handover", "outage"), "process": ("drop",)}
 
 
-async def wait_for(read: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], what: str) -> Any:
+async def wait_for(read: Callable[[], Awaitable[Any]], ok: Callable[..., bool], what: str) -> Any:
     """Read the demo's state until `ok` holds: a condition wait with a deadline."""
     deadline = time.monotonic() + TIMEOUT
     value = None
@@ -126,9 +126,10 @@ async def test_browser_demo_heals(fault: str, tmp_path: Path) -> None:
 
                 def flowing(s: dict[str, Any], at_least: tuple[int, int]) -> bool:
                     py, page = s.get("python") or {}, s.get("browser") or {}
-                    return (
+                    return cast(
+                        bool,
                         py.get("received", 0) >= at_least[0]
-                        and page.get("received", 0) >= at_least[1]
+                        and page.get("received", 0) >= at_least[1],
                     )
 
                 s = await wait_for(state, lambda s: flowing(s, (10, 10)), "the page connected")

@@ -148,12 +148,15 @@ async def _restart_from(offerer: RTCPeerConnection, answerer: RTCPeerConnection)
 async def test_peer_connections_take_turns_restarting_without_role_conflict() -> None:
     a, b = await _connected_pair()
     try:
+        assert a.iceTransport is not None and b.iceTransport is not None
         assert a.iceTransport.agent.controlling and not b.iceTransport.agent.controlling
         for offerer, answerer in ((b, a), (a, b), (b, a), (b, a), (a, b)):
             await _restart_from(offerer, answerer)
+            assert offerer.iceTransport is not None and answerer.iceTransport is not None
             assert offerer.iceTransport.agent.controlling
             assert not answerer.iceTransport.agent.controlling
         for pc in (a, b):
+            assert pc.iceTransport is not None
             assert pc.iceTransport.agent.counters["stun_rejected_487"] == 0
             assert pc.iceConnectionState in ("connected", "completed")
     finally:

@@ -7,16 +7,24 @@ datagrams sent every 10 ms, through restarts, loss, outages, address changes and
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypedDict
 
 import pytest
 
 from unbroken.ice import ALLOWED, IceConfig, IceTransportState
-from unbroken.netsim import Nat, Network
+from unbroken.netsim import Behaviour, Nat, Network
 from unbroken.netsim.ice_node import IceNode, Signaling
 from unbroken.netsim.stun_server import StunServerNode
 
 INTERVAL = 0.010
 S = IceTransportState
+
+
+class NatBehaviours(TypedDict):
+    """Network.add_nat's mapping and filtering, to pass as keywords."""
+
+    mapping: Behaviour
+    filtering: Behaviour
 
 
 def assert_transitions_allowed(node: IceNode) -> None:
@@ -340,9 +348,12 @@ def test_both_behind_symmetric_nats_fail_cleanly() -> None:
     stun_host = net.add_host("stun", ["198.51.100.200"])
     StunServerNode(stun_host, port=3478)
     config = IceConfig(stun_servers=(("198.51.100.200", 3478),), failed_timeout=2.0)
-    sym = {"mapping": "address-and-port-dependent", "filtering": "address-and-port-dependent"}
-    nat_a = net.add_nat("nat-a", "203.0.113.1", **sym)  # type: ignore[arg-type]
-    nat_b = net.add_nat("nat-b", "203.0.113.2", **sym)  # type: ignore[arg-type]
+    sym: NatBehaviours = {
+        "mapping": "address-and-port-dependent",
+        "filtering": "address-and-port-dependent",
+    }
+    nat_a = net.add_nat("nat-a", "203.0.113.1", **sym)
+    nat_b = net.add_nat("nat-b", "203.0.113.2", **sym)
     w = World(net=net, a_behind=nat_a, b_behind=nat_b, config=config)
     w.sig.connect()
     w.run(15.0)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import copy
 from pathlib import Path
+from typing import cast
 
 import pytest
 from aiortc import (
     AudioStreamTrack,
     RTCCertificate,
     RTCDtlsTransport,
+    RTCIceTransport,
     RTCRtpReceiver,
     RTCRtpSender,
     VideoStreamTrack,
@@ -26,6 +28,7 @@ from aiortc import (
 from aiortc.rtcrtpparameters import (
     RTCRtcpFeedback,
     RTCRtpCodecParameters,
+    RTCRtpRtxParameters,
 )
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from av import AudioFrame, VideoFrame
@@ -749,13 +752,16 @@ def test_send_and_receive_parameters() -> None:
     assert sending.muxId == "1"
     assert (sending.rtcp.cname, sending.rtcp.ssrc, sending.rtcp.mux) == ("our-cname", 1111, True)
     [encoding] = sending.encodings
+    assert encoding.rtx is not None
     assert (encoding.ssrc, encoding.payloadType, encoding.rtx.ssrc) == (1111, 96, 2222)
     assert [(e.id, e.uri) for e in sending.headerExtensions] == [(2, ABS_SEND_TIME), (4, SDES_MID)]
 
     receiving = receive_parameters(negotiated, "1")
     assert [c.payloadType for c in receiving.codecs] == [96, 97, 102, 103]
     assert receiving.muxId == "1" and receiving.rtcp.cname == "Vd3Ao6Xx0LqkR9t2"
-    assert [(d.ssrc, d.payloadType, d.rtx.ssrc) for d in receiving.encodings] == [
+    assert [
+        (d.ssrc, d.payloadType, cast(RTCRtpRtxParameters, d.rtx).ssrc) for d in receiving.encodings
+    ] == [
         (511355017, 96, 1920647707),
         (511355017, 102, 1920647707),
     ]
@@ -960,8 +966,9 @@ def test_fixture_sections_all_negotiate() -> None:
 @pytest.mark.parametrize("kind", ["audio", "video"])
 async def test_media_flows_with_negotiated_parameters(kind: str) -> None:
     ice_a, ice_b = await connected_pair()
-    dtls_a = RTCDtlsTransport(ice_a, [RTCCertificate.generateCertificate()])
-    dtls_b = RTCDtlsTransport(ice_b, [RTCCertificate.generateCertificate()])
+    # The seam: our IceConnection stands in for aiortc's RTCIceTransport (role, _send, _recv).
+    dtls_a = RTCDtlsTransport(cast(RTCIceTransport, ice_a), [RTCCertificate.generateCertificate()])
+    dtls_b = RTCDtlsTransport(cast(RTCIceTransport, ice_b), [RTCCertificate.generateCertificate()])
     track = AudioStreamTrack() if kind == "audio" else VideoStreamTrack()
     sender = RTCRtpSender(track, dtls_a)
     receiver = RTCRtpReceiver(kind, dtls_b)
@@ -1003,7 +1010,7 @@ async def test_media_flows_with_negotiated_parameters(kind: str) -> None:
             frame = await asyncio.wait_for(receiver.track.recv(), 10)
             assert isinstance(frame, frame_type)
         if kind == "audio":
-            assert frame.sample_rate == 48000  # opus, the first codec in common
+            assert cast(AudioFrame, frame).sample_rate == 48000  # opus, the first codec in common
         # The media came from the SSRC the SDP announced.
         sources = [s.source for s in receiver.getSynchronizationSources()]
         assert sources == [sender._ssrc]

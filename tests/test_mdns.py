@@ -437,7 +437,7 @@ class Peers:
         await self.ours.setLocalDescription()
         await self.theirs.setRemoteDescription(self.ours.localDescription)
         opened: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.ours.on("datachannel", lambda ch: opened.done() or opened.set_result(ch))
+        self.ours.on("datachannel", lambda ch: None if opened.done() else opened.set_result(ch))
         theirs_open = asyncio.Event()
         channel.on("open", theirs_open.set)
         ours = await asyncio.wait_for(opened, 10)
@@ -464,7 +464,7 @@ async def peers(in_a: Lan, responder: Responder) -> AsyncIterator[Peers]:
 
 async def exchange(sender: Any, receiver: Any, text: str) -> None:
     got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    receiver.on("message", lambda m: got.done() or got.set_result(m))
+    receiver.on("message", lambda m: None if got.done() else got.set_result(m))
     sender.send(text)
     assert await asyncio.wait_for(got, 10) == text
 

@@ -53,8 +53,8 @@ class Pair:
         self.got_b: list[str] = []
         self._message = asyncio.Event()
         # Run on each side's channel before anything else is attached to it.
-        self.before_a: list[Callable[[RTCDataChannel], None]] = []
-        self.before_b: list[Callable[[RTCDataChannel], None]] = []
+        self.before_a: list[Callable[[RTCDataChannel], object]] = []
+        self.before_b: list[Callable[[RTCDataChannel], object]] = []
 
     def _recorder(self, into: list[str]) -> Callable[[str], None]:
         def record(message: str) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import pytest
-from aiortc import RTCDataChannel
+from aiortc import RTCDataChannel, RTCDtlsTransport
 
 from pc_helpers import Recorder, make_pc, negotiate, trickle, ufrag_of
 from unbroken import InvalidAccessError, OperationError, RTCPeerConnection, RTCSessionDescription
@@ -80,6 +81,7 @@ async def pair() -> AsyncIterator[Pair]:
 
 async def test_create_offer_ice_restart_has_no_side_effects(pair: Pair) -> None:
     a = pair.a
+    assert a.localDescription is not None and a.iceTransport is not None
     before = ufrag_of(a.localDescription.sdp)
     gen = a.iceTransport.agent.generation
     first = await a.createOffer(iceRestart=True)
@@ -90,10 +92,12 @@ async def test_create_offer_ice_restart_has_no_side_effects(pair: Pair) -> None:
     assert ufrag_of(a.localDescription.sdp) == before and a.signalingState == "stable"
     await a.setLocalDescription(first)
     assert a.iceTransport.agent.generation == gen + 1
+    assert a.pendingLocalDescription is not None
     assert ufrag_of(a.pendingLocalDescription.sdp) == ufrag_of(first.sdp)
     await pair.b.setRemoteDescription(a.localDescription)
     await pair.b.setLocalDescription()
     await a.setRemoteDescription(pair.b.localDescription)
+    assert a.currentLocalDescription is not None and pair.b.currentRemoteDescription is not None
     assert ufrag_of(a.currentLocalDescription.sdp) == ufrag_of(first.sdp)
     assert ufrag_of(pair.b.currentRemoteDescription.sdp) == ufrag_of(first.sdp)
     await pair.exchange(5)
@@ -101,6 +105,7 @@ async def test_create_offer_ice_restart_has_no_side_effects(pair: Pair) -> None:
 
 async def test_restart_ice_fires_negotiationneeded_and_next_offer_restarts(pair: Pair) -> None:
     a, b = pair.a, pair.b
+    assert a.currentLocalDescription is not None and b.currentLocalDescription is not None
     old_a, old_b = ufrag_of(a.currentLocalDescription.sdp), ufrag_of(b.currentLocalDescription.sdp)
     fired = pair.ra.count("negotiationneeded")
     a.restartIce()
@@ -117,20 +122,24 @@ async def test_restart_ice_fires_negotiationneeded_and_next_offer_restarts(pair:
     assert (await a.createOffer()).sdp.count(ufrag_of(offer.sdp)) >= 1
     await pair.exchange(5)
     for p in (a, b):
+        assert p.currentLocalDescription is not None
         assert ufrag_of(p.currentLocalDescription.sdp) not in (old_a, old_b)
 
 
 async def test_rollback_keeps_restart_in_force_and_fires_again(pair: Pair) -> None:
     a = pair.a
+    assert a.currentLocalDescription is not None
     old = ufrag_of(a.currentLocalDescription.sdp)
     a.restartIce()
     await pair.ra.wait_for(lambda: pair.ra.count("negotiationneeded") >= 1)
     fired = pair.ra.count("negotiationneeded")
     await a.setLocalDescription()
+    assert a.iceTransport is not None
     assert a.iceTransport.agent.generation == 1
     await a.setLocalDescription(RTCSessionDescription(sdp="", type="rollback"))
     assert a.signalingState == "stable"
     assert a.iceTransport.agent.generation == 0  # the restart's generation was dropped
+    assert a.localDescription is not None
     assert ufrag_of(a.localDescription.sdp) == old
     await pair.ra.wait_for(lambda: pair.ra.count("negotiationneeded") == fired + 1)
     offer = await a.createOffer()
@@ -140,6 +149,7 @@ async def test_rollback_keeps_restart_in_force_and_fires_again(pair: Pair) -> No
 
 async def test_remote_restart_offer_gets_answer_with_new_credentials(pair: Pair) -> None:
     a, b = pair.a, pair.b
+    assert b.currentLocalDescription is not None
     old_b = ufrag_of(b.currentLocalDescription.sdp)
     await a.setLocalDescription(await a.createOffer(iceRestart=True))
     await b.setRemoteDescription(a.localDescription)
@@ -169,6 +179,7 @@ async def test_answer_keeping_credentials_after_our_restart_is_rejected(pair: Pa
     a, b = pair.a, pair.b
     old_answer = b.currentLocalDescription
     await a.setLocalDescription(await a.createOffer(iceRestart=True))
+    assert old_answer is not None
     with pytest.raises(InvalidAccessError, match="must carry new"):
         await a.setRemoteDescription(RTCSessionDescription(old_answer.sdp, "answer"))
     await pair.exchange(3)  # the old pair keeps carrying data meanwhile
@@ -176,6 +187,7 @@ async def test_answer_keeping_credentials_after_our_restart_is_rejected(pair: Pa
 
 async def test_candidates_are_bound_to_generations(pair: Pair) -> None:
     a, b = pair.a, pair.b
+    assert a.currentRemoteDescription is not None
     old_remote = ufrag_of(a.currentRemoteDescription.sdp)
     candidate = {
         "candidate": "candidate:1 1 udp 2122260223 127.0.0.1 9 typ host",
@@ -187,6 +199,7 @@ async def test_candidates_are_bound_to_generations(pair: Pair) -> None:
         await a.addIceCandidate(candidate)
     await negotiate_restart(a, b)
     # A candidate of the previous generation is ignored: resolved, never paired.
+    assert a.iceTransport is not None
     pairs_before = len(a.iceTransport.agent.pairs())
     await a.addIceCandidate({**candidate, "usernameFragment": old_remote})
     assert len(a.iceTransport.agent.pairs()) == pairs_before
@@ -204,7 +217,7 @@ async def negotiate_restart(a: RTCPeerConnection, b: RTCPeerConnection) -> None:
 
 async def test_repeated_restarts_keep_data_flowing_and_dtls_once(pair: Pair) -> None:
     a, b = pair.a, pair.b
-    dtls = a.iceTransport and a._dtls
+    dtls = cast("RTCDtlsTransport | None", a.iceTransport and a._dtls)
     ssl = dtls._ssl if dtls is not None else None
     assert pair.channel_a is not None and pair.channel_b is not None
     sent = 0
@@ -220,6 +233,7 @@ async def test_repeated_restarts_keep_data_flowing_and_dtls_once(pair: Pair) -> 
     assert a._dtls is dtls and dtls is not None and dtls._ssl is ssl and dtls.state == "connected"
     assert pair.channel_a.readyState == "open"
     assert a.connectionState == "connected" and b.connectionState == "connected"
+    assert a.iceTransport is not None
     assert a.iceTransport.agent.generation == 10
 
 
@@ -258,15 +272,16 @@ async def test_classic_failed_handler_recovers() -> None:
             restarted.set()
 
     # Cut b off: it stops reading its sockets (a dead path), then comes back.
+    assert b.iceTransport is not None
     sockets = list(b.iceTransport._sockets.values())
     pinned = b.iceTransport._pinned  # the selected pair's own socket (runtime/pinned.py)
-    for sock in sockets:
-        sock.transport.pause_reading()
+    for sock in sockets:  # asyncio's selector transports can pause (ReadTransport)
+        cast(asyncio.ReadTransport, sock.transport).pause_reading()
     if pinned is not None:
         pinned.pause_reading()
     await p.ra.wait_for(lambda: a.iceConnectionState == "failed", 5)
     for sock in sockets:
-        sock.transport.resume_reading()
+        cast(asyncio.ReadTransport, sock.transport).resume_reading()
     if pinned is not None:
         pinned.resume_reading()
     await asyncio.wait_for(restarted.wait(), 5)

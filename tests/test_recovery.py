@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -33,7 +33,9 @@ def answer_negotiationneeded(a: RTCPeerConnection, b: RTCPeerConnection) -> None
     """In-process signaling: whoever needs negotiation offers, one exchange at a time."""
     lock = asyncio.Lock()
 
-    def handler(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> object:
+    def handler(
+        offerer: RTCPeerConnection, answerer: RTCPeerConnection
+    ) -> Callable[[], Awaitable[None]]:
         async def on_needed() -> None:
             async with lock:
                 if offerer.signalingState == "stable" and offerer.connectionState != "closed":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import cast
 
-from unbroken.ice import IceConfig
+from unbroken.ice import CandidatePair, IceConfig
 from unbroken.runtime import IceConnection
 from unbroken.runtime.connection import TIMER_SLOT, wheel_of
 from unbroken.runtime.loopback import connected_pair
@@ -47,7 +48,10 @@ async def test_idle_connections_share_one_loop_timer_per_slot() -> None:
         # into 20 slots a second: each loop timer of the wheel ran several connections.
         assert wheel.ran - ran >= 3 * (wheel.fired - fired)
         assert all(c.agent.state.value in ("connected", "completed") for c in conns)
-        assert sum(c.agent.selected_pair.consent_requests_sent for c in conns) > 0  # type: ignore[union-attr]
+        # cast: every one is connected (above), so each has a selected pair.
+        assert (
+            sum(cast(CandidatePair, c.agent.selected_pair).consent_requests_sent for c in conns) > 0
+        )
         for conn in conns:
             assert armed_as_announced(conn), conn.agent.get_timer()
     finally:

@@ -24,7 +24,7 @@ def closed_port_url() -> str:
 
 async def messages(client: SignalingClient, n: int) -> list[object]:
     """The data of the next n application messages the client receives (others skipped)."""
-    out = []
+    out: list[object] = []
     while len(out) < n:
         msg = await client.receive(timeout=10)
         if msg["type"] == "message":

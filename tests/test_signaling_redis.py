@@ -175,7 +175,7 @@ async def test_node_killed_peer_resumes_on_the_other(nodes: tuple[Node, Node]) -
     await call.drain()
     call.check_exactly_once_in_order()
     assert call.a.client.url == two.url and call.a.client.connects == 2
-    got = []
+    got: list[object] = []
     while len(got) < 10:
         msg = await call.a.client.receive(timeout=10)
         if msg["type"] == "message":

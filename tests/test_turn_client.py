@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import random
 import struct
+from collections.abc import Sequence
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +27,7 @@ from unbroken.turn import (
     Refreshed,
     StreamFramer,
     TurnClient,
+    TurnEvent,
     TurnState,
     refresh_lead,
 )
@@ -52,7 +55,7 @@ def one_request(client: TurnClient) -> Message:
 
 def response(
     request: Message,
-    other: list[tuple[int, bytes]] | None = None,
+    other: Sequence[tuple[int, bytes]] | None = None,
     *,
     error: tuple[int, str] | None = None,
     key: bytes | None = KEY,
@@ -72,12 +75,16 @@ def response(
     return stun.encode(message, integrity_key=key)
 
 
-def challenge(request: Message, nonce: bytes = NONCE, extra: list | None = None) -> bytes:
+def challenge(
+    request: Message, nonce: bytes = NONCE, extra: list[tuple[AttributeType, bytes]] | None = None
+) -> bytes:
     other = [(AttributeType.REALM, REALM.encode()), (AttributeType.NONCE, nonce)] + (extra or [])
     return response(request, other, error=(401, "Unauthorized"), key=None)
 
 
-def allocate_ok(request: Message, lifetime: int = 600, relayed=RELAYED, **kw: object) -> bytes:
+def allocate_ok(
+    request: Message, lifetime: int = 600, relayed: tuple[str, int] = RELAYED, **kw: object
+) -> bytes:
     tid = request.transaction_id
     other = [
         (AttributeType.XOR_RELAYED_ADDRESS, stun.encode_xor_address(relayed, tid)),
@@ -86,7 +93,7 @@ def allocate_ok(request: Message, lifetime: int = 600, relayed=RELAYED, **kw: ob
     return response(request, other, xor_mapped=MAPPED, **kw)  # type: ignore[arg-type]
 
 
-def events(client: TurnClient) -> list[object]:
+def events(client: TurnClient) -> list[TurnEvent]:
     out = []
     while (event := client.next_event()) is not None:
         out.append(event)
@@ -386,7 +393,8 @@ def test_success_with_bad_or_no_integrity_is_ignored() -> None:
     assert client.state is TurnState.ALLOCATING and client.relayed_address is None
     assert client.dropped["bad integrity"] == 1 and client.dropped["unsigned success"] == 1
     client.receive(allocate_ok(signed), 0.0)  # the real one still works
-    assert client.state is TurnState.ALLOCATED
+    # cast: mypy keeps the ALLOCATING narrowing from above across receive()
+    assert cast(TurnState, client.state) is TurnState.ALLOCATED
 
 
 def test_signed_success_missing_relayed_address_is_reported_and_released() -> None:

@@ -42,7 +42,7 @@ def server(coturn_dir: Path) -> Iterator[Coturn]:
     srv.stop()
 
 
-def allocation(srv: Coturn, transport: str = "udp", **options: object) -> TurnAllocation:
+def allocation(srv: Coturn, transport: str = "udp", /, **options: object) -> TurnAllocation:
     port = srv.tls_port if transport == "tls" else srv.port
     assert port is not None
     client = TurnClient((LOCAL, port), USER, PASSWORD, transport=transport, **options)  # type: ignore[arg-type]

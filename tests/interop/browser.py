@@ -256,7 +256,7 @@ class Changes:
         """The event the next `notify()` sets (take it before checking a condition)."""
         return self._event
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
+    async def wait_for(self, predicate: Callable[..., bool], timeout: float) -> None:
         """Return once `predicate()` is true; raise asyncio.TimeoutError after `timeout`."""
 
         async def loop() -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from prereq import require
+from prereq import require as require  # re-exported: the interop tests import it from here
 
 from .browser import (
     Browser,

@@ -100,6 +100,7 @@ async def test_chromium_perfect_negotiation_and_restarts(
         await changes.wait_for(lambda: len(echoes) >= want, TIMEOUT)
 
     def ufrags() -> tuple[str, str]:
+        assert pc.currentLocalDescription is not None and pc.currentRemoteDescription is not None
         return ufrag(pc.currentLocalDescription.sdp), ufrag(pc.currentRemoteDescription.sdp)
 
     sender = asyncio.create_task(traffic())

@@ -39,6 +39,7 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
+from aiortc import RTCConfiguration as _AiortcConfiguration
 from aiortc import (
     RTCDataChannelParameters,
     RTCDtlsTransport,
@@ -138,7 +139,9 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
     is bounded as jsep/limits.py documents.
     """
 
-    def __init__(self, configuration: RTCConfiguration | None = None) -> None:
+    def __init__(
+        self, configuration: RTCConfiguration | _AiortcConfiguration | None = None
+    ) -> None:
         super().__init__()
         self._config = RTCConfiguration.from_any(configuration)  # aiortc's is accepted too
         self._config.validate()
@@ -251,7 +254,9 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         """A copy of the configuration in force."""
         return self._config.copy()
 
-    def setConfiguration(self, configuration: RTCConfiguration) -> None:  # noqa: N802
+    def setConfiguration(  # noqa: N802
+        self, configuration: RTCConfiguration | _AiortcConfiguration
+    ) -> None:
         """Change ICE servers, transport policy or timers; they apply from the next gathering."""
         self._assert_open()
         configuration = RTCConfiguration.from_any(configuration)
