@@ -137,7 +137,7 @@ def machine_info() -> dict[str, Any]:
         "aioice": _pkg_version("aioice"),
         "unbroken": _pkg_version("unbroken"),
         "loadavg": list(os.getloadavg()),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 

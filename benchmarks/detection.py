@@ -120,7 +120,7 @@ async def aioice_once(cap: float, settle: float) -> dict[str, Any]:
         await b.close()
         try:
             await asyncio.wait_for(asyncio.shield(watcher), cap)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         noticed = events[0][0] - stop if events else math.nan
         return {

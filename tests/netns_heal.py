@@ -287,7 +287,7 @@ class Watch:
 
         try:
             await asyncio.wait_for(loop(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
     async def holds_for(self, predicate: Callable[[], bool], duration: float) -> bool:
@@ -300,7 +300,7 @@ class Watch:
 
         try:
             await asyncio.wait_for(broken(), duration)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True
         return False
 

@@ -211,7 +211,7 @@ class PcPair:
 
         try:
             await asyncio.wait_for(loop(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(
                 f"timed out after {timeout}s waiting for {what}\n{self.report()}"
             ) from None

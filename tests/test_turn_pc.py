@@ -314,7 +314,7 @@ async def test_both_sides_relayed_through_twenty_restarts_lose_nothing(
                 generation = call.a.iceTransport.agent.generation  # type: ignore[union-attr]
                 relayed_seen.append(gatherer(call.a).relayed_addresses(generation))
                 await call.more_arrived(3)  # messages flow on the new generation's relays
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise AssertionError(f"restart {n} stalled: {diagnosis(call)}") from None
     finally:
         stop.set()
@@ -478,7 +478,7 @@ async def allocate_from(local: Address, server: Address) -> Address:
             wait = 1.0 if at is None else max(0.0, at - loop.time())
             try:
                 data = await asyncio.wait_for(loop.sock_recv(sock, 2048), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 client.handle_timer(loop.time())
                 continue
             client.receive(data, loop.time())

@@ -231,7 +231,7 @@ class HeadlessDemo:
         try:
             await asyncio.wait_for(loop(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.timeline.add("demo", f"FAILED: no {what} within {timeout:.0f} s")
             self.ok = False
             return False

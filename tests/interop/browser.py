@@ -554,7 +554,7 @@ class BrowserPeerConnection:
         self.page.check_loop()
         try:
             return await asyncio.wait_for(self.candidates.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HarnessTimeout(
                 f"no ICE candidate from pc {self.id} within {timeout}s\n" + self.page.diagnostics()
             ) from None
@@ -769,7 +769,7 @@ class BrowserPage:
         try:
             await self._ws.send_str(json.dumps({"id": msg_id, "cmd": cmd, "args": args}))
             return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HarnessTimeout(
                 f"{cmd}: no reply from the page within {timeout}s\n" + self.diagnostics()
             ) from None
@@ -816,7 +816,7 @@ class BrowserPage:
 
         try:
             await self._changed.wait_for(check, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HarnessTimeout(
                 f"timed out after {timeout}s waiting for {describe()}\n" + self.diagnostics()
             ) from None

@@ -557,7 +557,7 @@ class PeerProcess:
 
         try:
             await asyncio.wait_for(loop(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(
                 f"{self.name}: timed out after {timeout}s waiting for {what}\n{self.diagnostics()}"
             ) from None
@@ -632,7 +632,7 @@ class PeerProcess:
                 self._proc.stdin.close()
             try:
                 await asyncio.wait_for(self._proc.wait(), 5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._proc.kill()
                 await self._proc.wait()
         for task in self._tasks:

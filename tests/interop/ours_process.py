@@ -377,7 +377,7 @@ class OursProcess:
         self._reader = asyncio.ensure_future(self._read())
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(
                 f"{self.name}: child not ready within {timeout}s\n{self.log_tail()}"
             ) from None
@@ -453,7 +453,7 @@ class OursProcess:
             )
             await self._proc.stdin.drain()
             return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(
                 f"{self.name}: {cmd}: no reply within {timeout}s\n{self.log_tail()}"
             ) from None
@@ -474,7 +474,7 @@ class OursProcess:
 
         try:
             await self.changed.wait_for(check, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             text = what() if callable(what) else what
             raise AssertionError(
                 f"{self.name}: timed out after {timeout}s waiting for {text}"
@@ -492,12 +492,12 @@ class OursProcess:
                 self._proc.stdin.close()
         try:
             await asyncio.wait_for(self._proc.wait(), 5.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(self._proc.wait(), 5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._proc.pid, signal.SIGKILL)
                 await self._proc.wait()

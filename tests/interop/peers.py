@@ -57,7 +57,7 @@ class PeerChannel:
     async def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         try:
             await self._changed.wait_for(predicate, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(
                 f"python peer: timed out after {timeout}s waiting for {what} on {self.label!r} "
                 f"(readyState={self.channel.readyState}, {len(self.messages)} messages)"
@@ -128,7 +128,7 @@ class AiortcPeer:
     async def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         try:
             await self._changed.wait_for(predicate, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(
                 f"aiortc peer: timed out after {timeout}s waiting for {what} "
                 f"(connectionState={self.pc.connectionState}, "
@@ -265,7 +265,7 @@ class UnbrokenPeer:
         """Wait until `predicate()` holds, re-checked at every event of this peer."""
         try:
             await self._changed.wait_for(predicate, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             text = what() if callable(what) else what
             raise AssertionError(
                 f"unbroken peer: timed out after {timeout}s waiting for {text} "
@@ -295,7 +295,7 @@ class UnbrokenPeer:
         assert self.candidates is not None
         try:
             return await asyncio.wait_for(self.candidates.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(
                 f"unbroken peer: no ICE candidate within {timeout}s (gathered: {self.gathered})"
             ) from None

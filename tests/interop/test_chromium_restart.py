@@ -119,7 +119,7 @@ class Session:
     async def _wait_known(self, known: set[str], ufrag: str, who: str) -> None:
         try:
             await self._known.wait_for(lambda: ufrag in known, TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(
                 f"a candidate for ufrag {ufrag} waited {TIMEOUT}s for {who} to apply its "
                 f"description (applied: {sorted(known)})"

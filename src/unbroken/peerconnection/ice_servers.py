@@ -81,7 +81,7 @@ async def resolve_relays(
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(host, entry.url.port, type=kind), timeout
             )
-        except (OSError, UnicodeError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, UnicodeError) as exc:
             report(entry.url.url, f"the name did not resolve: {exc or 'timed out'}")
             continue
         ips = [

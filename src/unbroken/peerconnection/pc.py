@@ -359,7 +359,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
                     for family, _, _, _, sockaddr in infos:
                         if family in (socket.AF_INET, socket.AF_INET6):
                             addresses.append((str(sockaddr[0]).split("%")[0], server.port))
-                except (OSError, UnicodeError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, OSError, UnicodeError) as exc:
                     problem = f"the name did not resolve: {exc or 'timed out'}"
                 if not addresses and not problem:
                     problem = "the name has no IPv4 or IPv6 address"
@@ -741,7 +741,7 @@ class RTCPeerConnection(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[mi
         self._gathered_waiters.append(waiter)
         try:
             await asyncio.wait_for(asyncio.shield(future), NON_TRICKLE_WAIT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.info(
                 "gathering did not complete within %.1f s: localDescription has the "
                 "candidates found so far",

@@ -106,7 +106,7 @@ class RelayStreams:
                 ),
                 CONNECT_TIMEOUT,
             )
-        except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
+        except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
             self._connecting.pop(key, None)
             logger.info("TURN server %s:%d unreachable: %s", *command.server, exc)
             self._on_closed(key, str(exc) or type(exc).__name__)

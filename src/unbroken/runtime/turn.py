@@ -184,7 +184,7 @@ class TurnAllocation:
         self._pump()
         try:
             confirmed = await asyncio.wait_for(asyncio.shield(self._done), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             confirmed = False
         udp = self._udp_protocol
         self._shutdown()

@@ -270,7 +270,7 @@ class SignalingClient(GuardedEmitter, AsyncIOEventEmitter):  # type: ignore[misc
             except SignalingError as exc:
                 self._fail(exc)
                 return
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 logger.debug("signaling connection to %s failed: %s", self.url, exc)
                 self.urls.append(self.urls.pop(0))  # the next node, if there are several
             except asyncio.CancelledError:

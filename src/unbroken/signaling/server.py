@@ -262,7 +262,7 @@ class SignalingServer:
             timeout = None if conn.room is not None else max(0.0, joined_by - time.monotonic())
             try:
                 msg = await conn.ws.receive(timeout=timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 error = ProtocolError(NOT_JOINED, "no join within the time allowed")
                 await conn.ws.send_str(dumps(error.to_json()))
                 await conn.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no join")
