@@ -30,6 +30,7 @@ from typing import Any
 
 from _common import ms, parse_args, summarize, table, write_results
 from _pc_common import OUR_ADDRESS, Link, loopback_only
+from pc_throughput import MESSAGE, send_all
 
 from unbroken import RTCConfiguration as OurConfiguration
 from unbroken import RTCPeerConnection as OurPeerConnection
@@ -38,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from coturn import PASSWORD, USER, Coturn, start_coturn  # noqa: E402
 
 NAME = "turn_relay"
-MESSAGE = 16 * 1024
 HIGH, LOW = 1024 * 1024, 256 * 1024
 
 
@@ -132,19 +132,9 @@ async def throughput(link: Link, total: int) -> float:
             done.set()
 
     receiver.on("message", on_message)
-    body = bytes(MESSAGE - 4)
-    drained = asyncio.Event()
-    sender.bufferedAmountLowThreshold = LOW
-    sender.on("bufferedamountlow", drained.set)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    for seq in range(count):
-        drained.clear()
-        if sender.bufferedAmount > HIGH:
-            await asyncio.wait_for(drained.wait(), 30)
-        sender.send(seq.to_bytes(4, "big") + body)
+    started = await send_all(sender, count, HIGH, LOW)  # pc_throughput's sender, same flow control
     await asyncio.wait_for(done.wait(), 120)
-    return count * MESSAGE / (loop.time() - started) / 1e6
+    return count * MESSAGE / (asyncio.get_running_loop().time() - started) / 1e6
 
 
 async def measure(relay: Coturn, runs: int, restarts: int, mib: int) -> dict[str, Any]:
